@@ -1,0 +1,161 @@
+//! `Article`: the one type every stage shares (ingest makes them, the store keeps them, publish
+//! renders them), plus the small pure helpers that define identity: slugs, ids, links.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The source name of articles from the drop folder.
+pub const DROP_SOURCE: &str = "drop";
+
+/// A stored article. `key` (source + slug) is its identity; `id` is the public id it is published
+/// under, minted once and never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Article {
+    pub key: String,
+    pub id: String,
+    pub source: String,
+    pub slug: String,
+    pub title: String,
+    pub link: String,
+    /// Plain text.
+    pub summary: String,
+    /// Sanitized HTML.
+    pub content_html: String,
+    pub authors: Vec<String>,
+    pub categories: Vec<String>,
+    pub tags: Vec<String>,
+    pub language: String,
+    pub published: DateTime<FixedOffset>,
+    pub updated: DateTime<Utc>,
+    /// The dateline (place, outlet) recognised in a plain-text article.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dateline: Option<Dateline>,
+    /// Header or front-matter keys siar does not interpret, kept as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+    /// The file it came from (its name in the drop folder).
+    pub origin: String,
+    /// blake3 of the rendered fields; equal digests mean nothing a reader sees changed.
+    pub digest: String,
+    /// 1 for the first version, +1 for every stored change.
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dateline {
+    pub place: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlet: Option<String>,
+}
+
+impl Article {
+    /// The digest over everything a reader sees; dates of the file itself do not count.
+    pub fn compute_digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for part in [&self.title, &self.link, &self.summary, &self.content_html, &self.language] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+        for list in [&self.authors, &self.categories, &self.tags] {
+            for s in list {
+                h.update(s.as_bytes());
+                h.update(&[1]);
+            }
+            h.update(&[0]);
+        }
+        h.finalize().to_hex()[..32].to_string()
+    }
+}
+
+/// The identity key of an article: source and slug.
+pub fn article_key(source: &str, slug: &str) -> String {
+    format!("{source}/{slug}")
+}
+
+/// A stable public id: an RFC 4151 tag URI, dated by the article's first publication day so the
+/// same article gets the same id when the store is rebuilt from `done/`.
+pub fn mint_id(authority: &str, published: DateTime<FixedOffset>, source: &str, slug: &str) -> String {
+    let day = published.with_timezone(&Utc).format("%Y-%m-%d");
+    if source == DROP_SOURCE {
+        format!("tag:{authority},{day}:{slug}")
+    } else {
+        format!("tag:{authority},{day}:{source}/{slug}")
+    }
+}
+
+/// Builds an article's link from the `[ingest] article_link` template.
+pub fn article_link(template: &str, site: &Url, slug: &str) -> String {
+    template.replace("{site}", site.as_str()).replace("{slug}", slug)
+}
+
+/// Lower-case ASCII letters, digits and single hyphens; accented Latin letters lose their accents.
+/// Returns an empty string when nothing usable is left.
+pub fn slugify(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut dash = false;
+    for c in s.chars().flat_map(char::to_lowercase) {
+        let c = fold_accent(c);
+        if c.is_ascii_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c);
+        } else {
+            dash = true;
+        }
+    }
+    out.truncate(120);
+    out.trim_end_matches('-').to_string()
+}
+
+fn fold_accent(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' => 'a',
+        'ç' | 'ć' | 'č' => 'c',
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'ī' => 'i',
+        'ñ' | 'ń' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' => 'u',
+        'ý' | 'ÿ' => 'y',
+        'ß' => 's',
+        'ž' | 'ź' | 'ż' => 'z',
+        'š' | 'ś' => 's',
+        _ => c,
+    }
+}
+
+/// Removes characters XML 1.0 forbids (C0 controls other than tab, LF, CR; U+FFFE, U+FFFF;
+/// surrogates cannot occur in a Rust string). Applied at ingest and again before every render.
+pub fn strip_forbidden(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if s.chars().any(bad) { s.chars().filter(|&c| !bad(c)).collect::<String>().into() } else { s.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("Surabaya Korpri"), "surabaya-korpri");
+        assert_eq!(slugify("  Café — résumé!! 2026 "), "cafe-resume-2026");
+        assert_eq!(slugify("--x--"), "x");
+        assert_eq!(slugify("日本"), "");
+    }
+
+    #[test]
+    fn tag_ids_are_dated_by_first_publication() {
+        let p = DateTime::parse_from_rfc3339("2026-11-27T01:00:00+07:00").expect("date");
+        assert_eq!(mint_id("news.example.org", p, DROP_SOURCE, "a-b"), "tag:news.example.org,2026-11-26:a-b");
+    }
+
+    #[test]
+    fn forbidden_characters_go() {
+        assert_eq!(strip_forbidden("a\u{0}b\u{b}c\u{fffe}\td\n"), "abc\td\n");
+    }
+}

@@ -1,0 +1,461 @@
+//! The configuration: TOML text -> `RawConfig` (serde, unknown keys refused) -> `Config` (validated,
+//! typed). Nothing here touches the file system beyond reading the one file; directories are checked
+//! by the daemon at start. Every error names the file, the key and what is expected.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use url::Url;
+
+use crate::schedule::Schedule;
+
+/// A configuration error; the text is meant for ops and names file, key and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct Error {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub site: Site,
+    pub paths: Paths,
+    pub ingest: Ingest,
+    pub publish: Publish,
+    pub feeds: Vec<Feed>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub title: String,
+    pub link: Url,
+    pub description: String,
+    pub language: String,
+    pub author: String,
+    pub id_authority: String,
+    pub timezone: Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub drop: PathBuf,
+    pub state: PathBuf,
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub max_size: u64,
+    pub settle: Duration,
+    pub rescan: Duration,
+    pub article_link: String,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub schedule: Schedule,
+    pub on_ingest: bool,
+    pub debounce: Duration,
+    pub feeds_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub id: Option<String>,
+    pub limit: usize,
+    pub categories: Vec<String>,
+    pub languages: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: RawSite,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    publish: RawPublish,
+    #[serde(default)]
+    feed: Vec<RawFeed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    title: String,
+    link: String,
+    description: Option<String>,
+    language: Option<String>,
+    author: Option<String>,
+    id_authority: Option<String>,
+    timezone: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    drop: Option<PathBuf>,
+    state: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    max_size: Option<String>,
+    settle: Option<String>,
+    rescan: Option<String>,
+    article_link: Option<String>,
+    watch: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    schedule: Option<String>,
+    on_ingest: Option<bool>,
+    debounce: Option<String>,
+    feeds_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: String,
+    title: Option<String>,
+    description: Option<String>,
+    id: Option<String>,
+    limit: Option<i64>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates the file; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error {
+            file: path.display().to_string(),
+            message: format!("cannot read the config file: {e} (pass --config PATH or set SIAR_CONFIG)"),
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        Config::parse(&text, path, dir)
+    }
+
+    /// Parses config text; `file` is only used in messages, `base` resolves relative paths.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, Error> {
+        let fail = |message: String| Error { file: file.display().to_string(), message };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(format!("{}", e.to_string().trim_end())))?;
+
+        let site = &raw.site;
+        let link = parse_url(&site.link).map_err(|m| fail(format!("[site] link: {m}")))?;
+        if site.title.trim().is_empty() {
+            return Err(fail("[site] title: must not be empty".into()));
+        }
+        let language = site.language.clone().unwrap_or_else(|| "en".into());
+        if !is_language_tag(&language) {
+            return Err(fail(format!(
+                "[site] language: {language:?} is not a language tag; expected e.g. \"id\", \"en\" or \"en-GB\""
+            )));
+        }
+        let host = link.host_str().unwrap_or_default().to_string();
+        let id_authority = site.id_authority.clone().unwrap_or(host);
+        if !is_authority(&id_authority) {
+            return Err(fail(format!(
+                "[site] id_authority: {id_authority:?} is not a domain name or e-mail address (RFC 4151 tagging entity); \
+                 expected e.g. \"news.example.org\""
+            )));
+        }
+        let timezone = match &site.timezone {
+            None => Tz::UTC,
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                fail(format!("[site] timezone: {name:?} is not an IANA time zone; expected e.g. \"Asia/Jakarta\" or \"UTC\""))
+            })?,
+        };
+        let site = Site {
+            title: site.title.trim().to_string(),
+            description: site.description.clone().unwrap_or_else(|| site.title.trim().to_string()),
+            author: site.author.clone().unwrap_or_else(|| site.title.trim().to_string()),
+            link,
+            language,
+            id_authority,
+            timezone,
+        };
+
+        let resolve = |p: &Option<PathBuf>, default: &str| {
+            let p = p.clone().unwrap_or_else(|| PathBuf::from(default));
+            normalize_path(&if p.is_absolute() { p } else { base.join(p) })
+        };
+        let paths = Paths {
+            drop: resolve(&raw.paths.drop, "drop"),
+            state: resolve(&raw.paths.state, "state"),
+            output: resolve(&raw.paths.output, "feeds"),
+        };
+        for (key, a, b) in [
+            ("drop", &paths.drop, &paths.state),
+            ("drop", &paths.drop, &paths.output),
+            ("state", &paths.state, &paths.output),
+        ] {
+            if a == b {
+                return Err(fail(format!("[paths] {key}: {} is used twice; drop, state and output must differ", a.display())));
+            }
+        }
+
+        let ing = &raw.ingest;
+        let ingest = Ingest {
+            max_size: parse_size(ing.max_size.as_deref().unwrap_or("2MiB"))
+                .map_err(|m| fail(format!("[ingest] max_size: {m}")))?,
+            settle: parse_duration(ing.settle.as_deref().unwrap_or("2s")).map_err(|m| fail(format!("[ingest] settle: {m}")))?,
+            rescan: parse_duration(ing.rescan.as_deref().unwrap_or("60s")).map_err(|m| fail(format!("[ingest] rescan: {m}")))?,
+            article_link: ing.article_link.clone().unwrap_or_else(|| "{site}{slug}".into()),
+            watch: ing.watch.unwrap_or(true),
+        };
+        if ingest.rescan < Duration::from_millis(100) {
+            return Err(fail("[ingest] rescan: must be at least 100ms".into()));
+        }
+        if !ingest.article_link.contains("{slug}") {
+            return Err(fail(format!(
+                "[ingest] article_link: {:?} must contain {{slug}} (and may contain {{site}}), e.g. \"{{site}}berita/{{slug}}\"",
+                ingest.article_link
+            )));
+        }
+        let sample = crate::article::article_link(&ingest.article_link, &site.link, "x");
+        parse_url(&sample).map_err(|m| fail(format!("[ingest] article_link: gives {sample:?}, which {m}")))?;
+
+        let p = &raw.publish;
+        let schedule_text = p.schedule.clone().unwrap_or_else(|| "*/5 * * * *".into());
+        let schedule = Schedule::parse(&schedule_text, site.timezone)
+            .map_err(|m| fail(format!("[publish] schedule: {schedule_text:?}: {m}")))?;
+        let feeds_url = match &p.feeds_url {
+            Some(u) => parse_url(u).map_err(|m| fail(format!("[publish] feeds_url: {m}")))?,
+            None => site.link.join("feeds/").map_err(|e| fail(format!("[site] link: cannot build the feeds URL: {e}")))?,
+        };
+        if !feeds_url.path().ends_with('/') {
+            return Err(fail(format!("[publish] feeds_url: {feeds_url} must end with '/'")));
+        }
+        let publish = Publish {
+            schedule,
+            on_ingest: p.on_ingest.unwrap_or(true),
+            debounce: parse_duration(p.debounce.as_deref().unwrap_or("2s")).map_err(|m| fail(format!("[publish] debounce: {m}")))?,
+            feeds_url,
+        };
+
+        if raw.feed.is_empty() {
+            return Err(fail(
+                "no [[feed]] table: add at least one, e.g.\n[[feed]]\nname = \"all\"\nlimit = 50".into(),
+            ));
+        }
+        let mut feeds: Vec<Feed> = Vec::new();
+        for (i, f) in raw.feed.iter().enumerate() {
+            let key = format!("[[feed]] #{} ({:?})", i + 1, f.name);
+            if !is_feed_name(&f.name) {
+                return Err(fail(format!(
+                    "{key} name: expected 1-64 characters a-z, 0-9, '-' or '_', starting with a letter or digit (it names the files)"
+                )));
+            }
+            if feeds.iter().any(|g| g.name == f.name) {
+                return Err(fail(format!("{key} name: used by an earlier [[feed]]; names must be unique")));
+            }
+            let limit = f.limit.unwrap_or(50);
+            if !(1..=10_000).contains(&limit) {
+                return Err(fail(format!("{key} limit: {limit} is out of range; expected 1 to 10000")));
+            }
+            for l in &f.languages {
+                if !is_language_tag(l) {
+                    return Err(fail(format!("{key} languages: {l:?} is not a language tag")));
+                }
+            }
+            if let Some(id) = &f.id {
+                parse_url(id)
+                    .or_else(|m| if id.starts_with("tag:") || id.starts_with("urn:") { Ok(site.link.clone()) } else { Err(m) })
+                    .map_err(|m| fail(format!("{key} id: {m} (use an absolute IRI such as a tag: URI)")))?;
+            }
+            feeds.push(Feed {
+                name: f.name.clone(),
+                title: f.title.clone().unwrap_or_else(|| site.title.clone()),
+                description: f.description.clone().unwrap_or_else(|| site.description.clone()),
+                id: f.id.clone(),
+                limit: limit as usize,
+                categories: f.categories.iter().map(|c| c.trim().to_lowercase()).collect(),
+                languages: f.languages.iter().map(|l| l.to_lowercase()).collect(),
+            });
+        }
+
+        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds })
+    }
+}
+
+impl Feed {
+    /// The public URL of one of this feed's files (`ext` is rss, atom or json).
+    pub fn url(&self, publish: &Publish, ext: &str) -> String {
+        format!("{}{}.{ext}", publish.feeds_url, self.name)
+    }
+}
+
+/// Makes a path absolute and removes `.` and `..` lexically, so logs show `/srv/siar/drop`, not
+/// `config/../drop`.
+fn normalize_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let u = Url::parse(s).map_err(|e| format!("{s:?} is not an absolute URL ({e}); expected e.g. \"https://news.example.org/\""))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!("{s:?} must be an http or https URL"));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(u)
+}
+
+fn is_feed_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// A BCP 47 language tag, loosely: a 2-3 letter primary subtag and alphanumeric subtags.
+pub fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let first = parts.next().unwrap_or_default();
+    (2..=3).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+fn is_authority(s: &str) -> bool {
+    let domain = s.rsplit('@').next().unwrap_or_default();
+    !domain.is_empty()
+        && domain.contains('.')
+        && domain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// "2s", "500ms", "5m", "1h30m", "1d"; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let expected = || format!("{s:?} is not a duration; expected e.g. \"500ms\", \"2s\", \"5m\", \"1h30m\"");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(expected());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(digits);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: f64 = num.parse().map_err(|_| expected())?;
+        let secs = match unit.trim() {
+            "ms" => n / 1000.0,
+            "s" | "sec" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            "d" => n * 86400.0,
+            _ => return Err(expected()),
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = tail.trim_start();
+    }
+    Ok(total)
+}
+
+/// "2MiB", "512KiB", "10MB", "1000"; a bare number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size; expected e.g. \"2MiB\", \"512KiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => return Err(format!("{s:?}: unknown unit {u:?}; expected B, KiB, MiB, GiB, kB, MB or GB")),
+    };
+    n.checked_mul(mult).filter(|&v| v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[site]\ntitle = \"T\"\nlink = \"https://news.example.org/\"\n[[feed]]\nname = \"all\"\n";
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new("/etc/siar/siar.toml"), Path::new("/etc/siar"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.paths.drop, PathBuf::from("/etc/siar/drop"));
+        assert_eq!(c.site.id_authority, "news.example.org");
+        assert_eq!(c.publish.feeds_url.as_str(), "https://news.example.org/feeds/");
+        assert_eq!(c.feeds[0].limit, 50);
+        assert_eq!(c.ingest.max_size, 2 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse(&format!("{MINIMAL}colour = \"red\"\n")).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+        assert!(e.starts_with("/etc/siar/siar.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |extra: &str, key: &str| {
+            let text = MINIMAL.replace("[[feed]]", &format!("{extra}\n[[feed]]"));
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        };
+        bad("[publish]\nschedule = \"every tuesday\"", "[publish] schedule");
+        bad("[ingest]\nsettle = \"soon\"", "[ingest] settle");
+        bad("[ingest]\nmax_size = \"2 parsecs\"", "[ingest] max_size");
+        bad("[ingest]\narticle_link = \"{site}x\"", "[ingest] article_link");
+        let e = parse(&MINIMAL.replace("name = \"all\"", "name = \"All Feeds\"")).unwrap_err().to_string();
+        assert!(e.contains("[[feed]] #1"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("0").is_err());
+    }
+}

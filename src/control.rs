@@ -1,0 +1,105 @@
+//! The control socket: sled admits one process, so while the daemon holds the store, commands such
+//! as `siar list` ask the daemon over a Unix socket in the state directory instead of opening it.
+//! Protocol: one request line (`list [LIMIT]`), answered with one JSON article per line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::article::Article;
+use crate::store::Store;
+
+pub fn socket_path(state: &Path) -> PathBuf {
+    state.join("control.sock")
+}
+
+/// Binds the socket. Only called once the store lock is held, so a leftover socket file is ours.
+pub fn bind(state: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(state);
+    let _ = std::fs::remove_file(&path);
+    UnixListener::bind(&path)
+}
+
+pub async fn run(listener: UnixListener, store: Store, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => { warn!("control socket: {e}"); continue; }
+            },
+        };
+        let store = store.clone();
+        // One short request at a time: answering is quick and keeps shutdown simple.
+        if let Err(e) = answer(stream, store).await {
+            debug!("control socket client: {e}");
+        }
+    }
+    if let Ok(addr) = listener.local_addr()
+        && let Some(p) = addr.as_pathname()
+    {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+async fn answer(stream: tokio::net::UnixStream, store: Store) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read).take(4096);
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await.map_err(std::io::Error::other)??;
+    let mut words = line.split_whitespace();
+    let body = match (words.next(), words.next().map(str::parse::<usize>)) {
+        (Some("list"), limit) => {
+            let limit = match limit {
+                Some(Ok(n)) => n,
+                None => usize::MAX,
+                Some(Err(_)) => return write.write_all(b"error: list takes a number\n").await,
+            };
+            let listed = tokio::task::spawn_blocking(move || store.newest(limit, |_| true)).await.map_err(std::io::Error::other)?;
+            match listed {
+                Ok(articles) => {
+                    let mut out = Vec::new();
+                    for a in articles {
+                        serde_json::to_writer(&mut out, &a).map_err(std::io::Error::other)?;
+                        out.push(b'\n');
+                    }
+                    out
+                }
+                Err(e) => format!("error: {e}\n").into_bytes(),
+            }
+        }
+        _ => b"error: unknown request; expected: list [LIMIT]\n".to_vec(),
+    };
+    write.write_all(&body).await?;
+    write.shutdown().await
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Asks a running daemon for its newest `limit` articles.
+pub fn request_list(state: &Path, limit: Option<usize>) -> Result<Vec<Article>, String> {
+    let path = socket_path(state);
+    let stream = UnixStream::connect(&path).map_err(|e| format!("cannot reach the daemon's control socket {}: {e}", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    let mut w = &stream;
+    let request = match limit {
+        Some(n) => format!("list {n}\n"),
+        None => "list\n".to_string(),
+    };
+    w.write_all(request.as_bytes()).map_err(|e| format!("writing to {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for line in BufReader::new(&stream).lines() {
+        let line = line.map_err(|e| format!("reading from {}: {e}", path.display()))?;
+        if let Some(err) = line.strip_prefix("error: ") {
+            return Err(format!("the daemon answered: {err}"));
+        }
+        out.push(serde_json::from_str(&line).map_err(|e| format!("the daemon sent an unreadable article: {e}"))?);
+    }
+    Ok(out)
+}

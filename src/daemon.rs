@@ -1,0 +1,197 @@
+//! Wiring only: prepare directories, open the store, spawn the tasks, wait for SIGTERM/SIGINT,
+//! stop in order (tasks finish the item in hand, then the store is flushed).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::{control, ingest, publish};
+
+/// How long tasks get to finish the item in hand after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A failure that ends the process, with its sysexits code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+pub const EX_DATAERR: i32 = 65;
+pub const EX_NOINPUT: i32 = 66;
+pub const EX_SOFTWARE: i32 = 70;
+pub const EX_CANTCREAT: i32 = 73;
+pub const EX_TEMPFAIL: i32 = 75;
+pub const EX_CONFIG: i32 = 78;
+
+impl Failure {
+    pub fn new(code: i32, error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code, error: error.into() }
+    }
+}
+
+impl From<crate::store::Error> for Failure {
+    fn from(e: crate::store::Error) -> Failure {
+        Failure::new(e.exit_code(), e)
+    }
+}
+
+/// What `check` reports about a configured directory.
+pub enum DirState {
+    Ready,
+    Missing,
+}
+
+/// A configured directory must be a writable directory, or not exist yet (then it is created).
+pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            if is_writable(path) {
+                Ok(DirState::Ready)
+            } else {
+                Err(Failure::new(EX_CANTCREAT, anyhow::anyhow!("[paths] {key}: {} is not writable by this user", path.display())))
+            }
+        }
+        Ok(_) => Err(Failure::new(
+            EX_CONFIG,
+            anyhow::anyhow!("[paths] {key}: {} exists but is not a directory; point {key} at a directory", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirState::Missing),
+        Err(e) => Err(Failure::new(EX_CANTCREAT, anyhow::anyhow!("[paths] {key}: cannot inspect {}: {e}", path.display()))),
+    }
+}
+
+fn is_writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Checks the config's directories in file terms, creating missing ones (logged).
+pub fn prepare_dirs(cfg: &Config) -> Result<(), Failure> {
+    let dirs = [("drop", &cfg.paths.drop), ("state", &cfg.paths.state), ("output", &cfg.paths.output)];
+    for (key, path) in dirs {
+        if let DirState::Missing = check_dir(key, path)? {
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("[paths] {key}: cannot create {}", path.display()))
+                .map_err(|e| Failure::new(EX_CANTCREAT, e))?;
+            info!("created the {key} directory {}", path.display());
+        }
+    }
+    for sub in [ingest::dropfolder::DONE, ingest::dropfolder::FAILED] {
+        let p = cfg.paths.drop.join(sub);
+        std::fs::create_dir_all(&p)
+            .with_context(|| format!("[paths] drop: cannot create {}", p.display()))
+            .map_err(|e| Failure::new(EX_CANTCREAT, e))?;
+    }
+    Ok(())
+}
+
+/// Opens the store, saying clearly when another process holds it.
+pub fn open_store(cfg: &Config) -> Result<Store, Failure> {
+    Store::open(&cfg.paths.state).map_err(|e| match e {
+        crate::store::Error::Locked { .. } => Failure::new(
+            EX_TEMPFAIL,
+            anyhow::anyhow!("{e}; stop the other siar first (only one daemon may use a state directory)"),
+        ),
+        e => Failure::from(e),
+    })
+}
+
+/// `siar run`: the daemon; with `once`, one full pass (ingest everything, publish every feed).
+pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
+    prepare_dirs(&cfg)?;
+    let store = open_store(&cfg)?;
+    let stale = publish::write::remove_stale_temps(&cfg.paths.output);
+    if stale > 0 {
+        info!("removed {stale} temp files a crash left in {}", cfg.paths.output.display());
+    }
+    let cfg = Arc::new(cfg);
+    let stop = CancellationToken::new();
+
+    if once {
+        let (c, s, t) = (cfg.clone(), store.clone(), stop.clone());
+        let signals = tokio::spawn(stop_on_signal(stop.clone()));
+        let report = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+            let ingested = ingest::drain(&c, &s, &t)?;
+            let published = publish::publish_all(&c, &s)?;
+            s.flush()?;
+            Ok((ingested, published))
+        })
+        .await
+        .map_err(|e| Failure::new(EX_SOFTWARE, anyhow::anyhow!("the pass panicked: {e}")))??;
+        signals.abort();
+        let (i, p) = report;
+        info!(
+            "pass done: {} stored, {} unchanged, {} rejected; {} files written, {} unchanged, {} failed",
+            i.stored, i.unchanged, i.rejected, p.written, p.unchanged, p.failed
+        );
+        return Ok(());
+    }
+
+    let listener = control::bind(&cfg.paths.state)
+        .with_context(|| format!("cannot bind the control socket {}", control::socket_path(&cfg.paths.state).display()))
+        .map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
+    let changed = Arc::new(Notify::new());
+    let tasks = TaskTracker::new();
+    tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
+    tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, stop.clone()));
+    tasks.spawn(control::run(listener, store.clone(), stop.clone()));
+    tasks.close();
+    info!(
+        "siar {} running: drop folder {}, store {}, output {}, {} feeds, schedule {:?}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.paths.drop.display(),
+        cfg.paths.state.display(),
+        cfg.paths.output.display(),
+        cfg.feeds.len(),
+        cfg.publish.schedule.text()
+    );
+
+    wait_for_signal().await;
+    info!("stopping: finishing the work in hand");
+    stop.cancel();
+    tokio::select! {
+        r = tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()) => {
+            if r.is_err() {
+                warn!("tasks outlived the {SHUTDOWN_GRACE:?} grace period");
+            }
+        }
+        () = wait_for_signal() => warn!("second signal: stopping at once"),
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.flush()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
+    info!("stopped; store flushed");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            error!("cannot install signal handlers; stop siar with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    wait_for_signal().await;
+    info!("stopping after the file in hand");
+    stop.cancel();
+}

@@ -1,0 +1,230 @@
+//! Drop file -> `Article`: decode, pick the parser by extension, then resolve header or front-matter
+//! keys against what was derived from the text. Pure: bytes, name and times in; article or reason out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use url::Url;
+
+use super::{Draft, Reject, decode, markdown, text};
+use crate::article::{Article, DROP_SOURCE, article_key, article_link, mint_id, slugify, strip_forbidden};
+use crate::config::{Config, is_language_tag};
+
+/// Longest title kept, in characters.
+const TITLE_LIMIT: usize = 1024;
+
+/// What ingest hands the store: the article and what the store needs to merge it with an earlier version.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub article: Article,
+    /// The article named its own date (a header or front matter), so an update may move it.
+    pub explicit_date: bool,
+    /// blake3 of the file's bytes: the same bytes dropped again are a duplicate.
+    pub file_hash: [u8; 32],
+}
+
+/// Builds the article for the drop file `name` with these bytes and modification time.
+pub fn build(cfg: &Config, name: &str, bytes: &[u8], mtime: DateTime<Utc>) -> Result<Incoming, Reject> {
+    let file_hash = *blake3::hash(bytes).as_bytes();
+    let (decoded, _encoding) = decode::decode(bytes)?;
+    let normalized = normalize(&decoded);
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let draft = match ext.as_str() {
+        "md" | "markdown" => markdown::parse(&normalized, &cfg.site.link)?,
+        _ => text::parse(&normalized)?,
+    };
+    let (article, explicit_date) = resolve(cfg, name, draft, mtime, &file_hash)?;
+    Ok(Incoming { article, explicit_date, file_hash })
+}
+
+/// Strips a BOM, makes line ends LF and drops characters XML cannot carry.
+fn normalize(s: &str) -> String {
+    let s = s.strip_prefix('\u{feff}').unwrap_or(s);
+    let s = s.replace("\r\n", "\n").replace('\r', "\n");
+    strip_forbidden(&s).replace('\u{c}', "\n")
+}
+
+fn clean(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn resolve(cfg: &Config, name: &str, draft: Draft, mtime: DateTime<Utc>, hash: &[u8; 32]) -> Result<(Article, bool), Reject> {
+    let meta = &draft.meta;
+    if meta.get("draft").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "yes") {
+        return Err(Reject::new("draft", "the front matter says draft: true; set it to false (or remove it) and drop the file again"));
+    }
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let mut slug = meta.get("slug").map(slugify).filter(|s| !s.is_empty()).unwrap_or_else(|| slugify(stem));
+    if slug.is_empty() {
+        slug = format!("a-{}", &blake3::Hash::from(*hash).to_hex()[..12]);
+    }
+    let tz = cfg.site.timezone;
+    let (published, explicit_date) = match meta.get("date") {
+        Some(d) => (
+            parse_date(d, tz).ok_or_else(|| {
+                Reject::new(
+                    "bad-date",
+                    format!(
+                        "Date: {d:?} is not a date; expected RFC 3339 (2026-11-27T08:30:00+07:00), \
+                         RFC 2822 (Fri, 27 Nov 2026 08:30:00 +0700) or \"2026-11-27 08:30\" ({tz} time)"
+                    ),
+                )
+            })?,
+            true,
+        ),
+        None => (mtime.with_timezone(&tz).fixed_offset(), false),
+    };
+    // Whole seconds: RSS dates carry no fractions, and all three formats must say the same.
+    let published = published.with_nanosecond(0).unwrap_or(published);
+    let language = match meta.get("lang") {
+        Some(l) if is_language_tag(l) => l.to_string(),
+        Some(l) => return Err(Reject::new("bad-lang", format!("Lang: {l:?} is not a language tag; expected e.g. \"id\" or \"en\""))),
+        None => cfg.site.language.clone(),
+    };
+    let link = match meta.get("link") {
+        Some(l) => match Url::parse(l) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u.to_string(),
+            _ => return Err(Reject::new("bad-link", format!("Link: {l:?} is not an absolute http(s) URL"))),
+        },
+        None => article_link(&cfg.ingest.article_link, &cfg.site.link, &slug),
+    };
+    let title = clean(&strip_forbidden(meta.get("title").unwrap_or(&draft.derived_title)));
+    if title.is_empty() {
+        return Err(Reject::new("no-title", "the article has an empty title"));
+    }
+    let title = text::shorten(&title, TITLE_LIMIT);
+    let summary = meta.get("summary").map(|s| clean(&strip_forbidden(s))).unwrap_or(draft.derived_summary);
+    let mut authors = meta.list("author");
+    if authors.is_empty() {
+        authors = draft.credits;
+    }
+    if authors.is_empty() {
+        authors.push(cfg.site.author.clone());
+    }
+    let mut extra: BTreeMap<String, String> = meta.extra();
+    if let Some(d) = &draft.dateline {
+        extra.entry("Dateline".into()).or_insert_with(|| match &d.outlet {
+            Some(o) => format!("{} ({o})", d.place),
+            None => d.place.clone(),
+        });
+    }
+    let source = DROP_SOURCE.to_string();
+    let mut article = Article {
+        key: article_key(&source, &slug),
+        id: mint_id(&cfg.site.id_authority, published, &source, &slug),
+        source,
+        slug,
+        title,
+        link,
+        summary,
+        content_html: strip_forbidden(&draft.content_html).into_owned(),
+        authors: authors.iter().map(|a| clean(&strip_forbidden(a))).filter(|a| !a.is_empty()).collect(),
+        categories: meta.list("category"),
+        tags: meta.list("tags"),
+        language,
+        published,
+        updated: published.with_timezone(&Utc),
+        dateline: draft.dateline,
+        extra,
+        origin: name.to_string(),
+        digest: String::new(),
+        version: 1,
+    };
+    article.digest = article.compute_digest();
+    Ok((article, explicit_date))
+}
+
+/// RFC 3339, RFC 2822, or `YYYY-MM-DD[ HH:MM[:SS]]` in the site's time zone.
+pub fn parse_date(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d);
+    }
+    if let Ok(d) = DateTime::parse_from_rfc2822(s) {
+        return Some(d);
+    }
+    let naive = ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+    // In a DST gap the local time does not exist: take the later reading, as cron does.
+    tz.from_local_datetime(&naive).latest().map(|d| d.fixed_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cfg() -> Config {
+        let text = "[site]\ntitle = \"Suara\"\nlink = \"https://news.example.org/\"\nlanguage = \"id\"\nauthor = \"Redaksi\"\n\
+                    timezone = \"Asia/Jakarta\"\n[ingest]\narticle_link = \"{site}berita/{slug}\"\n[[feed]]\nname = \"all\"\n";
+        Config::parse(text, Path::new("t.toml"), Path::new("/tmp")).expect("config")
+    }
+
+    fn mtime() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 1, 2, 3).unwrap()
+    }
+
+    #[test]
+    fn sample_shape_without_header() {
+        let text = "SURABAYA (Suarapubliknews) – Banjir merendam tiga kecamatan di Surabaya sejak Selasa pagi. Warga mengungsi.\n\
+                    Paragraf kedua berisi keterangan.\n\
+                    Hal itu disampaikan wali kota. (q cox, tama dinie)";
+        let a = build(&cfg(), "Banjir Surabaya.txt", text.as_bytes(), mtime()).expect("article").article;
+        assert_eq!(a.title, "Banjir merendam tiga kecamatan di Surabaya sejak Selasa pagi");
+        assert_eq!(a.slug, "banjir-surabaya");
+        assert_eq!(a.key, "drop/banjir-surabaya");
+        assert_eq!(a.id, "tag:news.example.org,2026-11-27:banjir-surabaya");
+        assert_eq!(a.link, "https://news.example.org/berita/banjir-surabaya");
+        assert_eq!(a.authors, ["q cox", "tama dinie"]);
+        assert_eq!(a.summary, "Banjir merendam tiga kecamatan di Surabaya sejak Selasa pagi. Warga mengungsi.");
+        assert_eq!(a.dateline.as_ref().map(|d| d.place.as_str()), Some("SURABAYA"));
+        assert_eq!(a.language, "id");
+        assert_eq!(a.published.to_rfc3339(), "2026-11-27T08:02:03+07:00");
+        assert!(a.content_html.starts_with("<p>SURABAYA (Suarapubliknews) – Banjir"), "{}", a.content_html);
+        assert!(a.content_html.ends_with("<p>Hal itu disampaikan wali kota.</p>"), "{}", a.content_html);
+    }
+
+    #[test]
+    fn header_block_wins() {
+        let text = "Title: Harga Beras Turun\nAuthor: Ani, Budi\nDate: 2026-11-20 09:30\nCategory: Ekonomi\nTags: beras, pasar\n\
+                    Slug: Harga Beras\nLang: en\nDesk: kota\n\nJAKARTA - Harga beras turun. Pedagang senang. (xx)\n";
+        let inc = build(&cfg(), "ignored-name.txt", text.as_bytes(), mtime()).expect("article");
+        let a = inc.article;
+        assert!(inc.explicit_date);
+        assert_eq!(a.title, "Harga Beras Turun");
+        assert_eq!(a.authors, ["Ani", "Budi"]);
+        assert_eq!(a.slug, "harga-beras");
+        assert_eq!(a.published.to_rfc3339(), "2026-11-20T09:30:00+07:00");
+        assert_eq!(a.categories, ["Ekonomi"]);
+        assert_eq!(a.tags, ["beras", "pasar"]);
+        assert_eq!(a.language, "en");
+        assert_eq!(a.extra.get("Desk").map(String::as_str), Some("kota"));
+    }
+
+    #[test]
+    fn crlf_bom_and_control_characters() {
+        let text = "\u{feff}Title: Judul\r\n\r\nBaris\u{1} satu.\r\nBaris dua.\r\n";
+        let a = build(&cfg(), "x.txt", text.as_bytes(), mtime()).expect("article").article;
+        assert_eq!(a.title, "Judul");
+        assert_eq!(a.content_html, "<p>Baris satu.</p>\n<p>Baris dua.</p>");
+    }
+
+    #[test]
+    fn bad_header_values_are_refused_with_the_key() {
+        let r = build(&cfg(), "x.txt", b"Date: kemarin\n\nIsi.\n", mtime()).unwrap_err();
+        assert!(r.reason.starts_with("Date: \"kemarin\""), "{}", r.reason);
+        let r = build(&cfg(), "x.txt", b"Title: T\nLink: /relative\n\nIsi.\n", mtime()).unwrap_err();
+        assert!(r.reason.starts_with("Link:"), "{}", r.reason);
+    }
+
+    #[test]
+    fn dates() {
+        let tz = chrono_tz::Asia::Jakarta;
+        assert_eq!(parse_date("2026-11-27T08:00:00Z", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T08:00:00+00:00".into()));
+        assert_eq!(parse_date("Fri, 27 Nov 2026 08:00:00 +0700", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T08:00:00+07:00".into()));
+        assert_eq!(parse_date("2026-11-27", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T00:00:00+07:00".into()));
+        assert!(parse_date("27/11/2026", tz).is_none());
+    }
+}

@@ -1,0 +1,407 @@
+//! The drop folder on disk: which files are ready (settled, regular, not temporary), reading them
+//! without following links, and acknowledging them by moving them to `done/` or `failed/` (with a
+//! `.error` note). Nothing here is ever deleted or overwritten.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::Reject;
+use crate::config::Ingest;
+
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+
+/// A file seen in the drop folder.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: OsString,
+    size: u64,
+    mtime: SystemTime,
+}
+
+impl Entry {
+    /// The name for logs and notes: lossy UTF-8 with control characters escaped (no log injection).
+    pub fn display_name(&self) -> String {
+        self.name.to_string_lossy().chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
+    }
+}
+
+pub struct Scan {
+    /// Settled files, oldest first (so successive versions of a story are applied in order).
+    pub ready: Vec<Entry>,
+    /// Time until the soonest unsettled file settles.
+    pub waiting: Option<Duration>,
+}
+
+pub struct DropFolder {
+    dir: PathBuf,
+    done: PathBuf,
+    failed: PathBuf,
+    settle: Duration,
+    max_size: u64,
+    /// Unsettled files: (size, mtime) when first seen unchanged, and since when.
+    seen: HashMap<OsString, (u64, SystemTime, Instant)>,
+    /// Files that could not be moved away, skipped while unchanged (no hot loop), with the (size, mtime) seen.
+    stuck: HashMap<OsString, (u64, SystemTime)>,
+    /// Entries already warned about (symlinks, directories, ...).
+    warned: HashMap<OsString, ()>,
+}
+
+/// Temporary names producers write under before renaming, and editor droppings.
+pub fn is_ignored(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b".")
+        || [&b".tmp"[..], b".part", b".partial", b".crdownload", b".swp", b"~"].iter().any(|s| b.ends_with(s))
+}
+
+impl DropFolder {
+    pub fn new(dir: &Path, cfg: &Ingest) -> DropFolder {
+        DropFolder {
+            dir: dir.to_path_buf(),
+            done: dir.join(DONE),
+            failed: dir.join(FAILED),
+            settle: cfg.settle,
+            max_size: cfg.max_size,
+            seen: HashMap::new(),
+            stuck: HashMap::new(),
+            warned: HashMap::new(),
+        }
+    }
+
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
+    pub fn done_dir(&self) -> &Path {
+        &self.done
+    }
+
+    pub fn failed_dir(&self) -> &Path {
+        &self.failed
+    }
+
+    /// Lists ready files. A file is ready when its mtime is at least `settle` old, or when its size
+    /// and mtime have not changed for `settle` (for clocks that disagree).
+    pub fn scan(&mut self, now: SystemTime) -> Scan {
+        let mut ready = Vec::new();
+        let mut waiting: Option<Duration> = None;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!("cannot list the drop folder {}: {e}; retrying at the next scan", self.dir.display());
+                return Scan { ready, waiting: None };
+            }
+        };
+        let mut present = Vec::new();
+        for dirent in entries.flatten() {
+            let name = dirent.file_name();
+            if is_ignored(&name) {
+                continue;
+            }
+            let Ok(meta) = dirent.metadata() else { continue }; // vanished meanwhile
+            if !meta.file_type().is_file() {
+                let is_ours = meta.is_dir() && (name == DONE || name == FAILED);
+                if !is_ours && self.warned.insert(name.clone(), ()).is_none() {
+                    let kind = if meta.file_type().is_symlink() { "a symbolic link (never followed)" } else { "not a regular file" };
+                    warn!("drop folder: skipping {:?}: {kind}", self.dir.join(&name));
+                }
+                continue;
+            }
+            let (size, mtime) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            present.push(name.clone());
+            if let Some(&(s, m)) = self.stuck.get(&name) {
+                if (s, m) == (size, mtime) {
+                    continue;
+                }
+                self.stuck.remove(&name);
+            }
+            let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
+            let steady_since = match self.seen.get(&name) {
+                Some(&(s, m, since)) if (s, m) == (size, mtime) => since,
+                _ => {
+                    let since = Instant::now();
+                    self.seen.insert(name.clone(), (size, mtime, since));
+                    since
+                }
+            };
+            let remaining = self.settle.saturating_sub(age).min(self.settle.saturating_sub(steady_since.elapsed()));
+            if remaining.is_zero() {
+                ready.push(Entry { name, size, mtime });
+            } else {
+                waiting = Some(waiting.map_or(remaining, |w| w.min(remaining)));
+            }
+        }
+        self.seen.retain(|n, _| present.contains(n));
+        ready.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
+        Scan { ready, waiting }
+    }
+
+    /// Reads a ready file without following links. `Ok(None)`: it changed since the scan (still
+    /// being written, or replaced), so it waits for the next pass.
+    pub fn read(&mut self, entry: &Entry) -> Result<Option<(Vec<u8>, SystemTime)>, Reject> {
+        let path = self.dir.join(&entry.name);
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path);
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(Reject::new("unreadable", format!("cannot read the file: {e}; check its owner and mode")));
+            }
+            Err(e) => return Err(Reject::new("unreadable", format!("cannot open the file: {e}"))),
+        };
+        let before = file.metadata().map_err(|e| Reject::new("unreadable", format!("cannot stat the file: {e}")))?;
+        if !before.is_file() {
+            return Ok(None);
+        }
+        if (before.len(), before.modified().ok()) != (entry.size, Some(entry.mtime)) {
+            self.seen.remove(&entry.name);
+            return Ok(None);
+        }
+        if before.len() > self.max_size {
+            return Err(Reject::new(
+                "too-large",
+                format!("the file is {} bytes, over [ingest] max_size of {} bytes; split it or raise the limit", before.len(), self.max_size),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(before.len() as usize);
+        (&mut file)
+            .take(self.max_size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Reject::new("unreadable", format!("reading the file failed: {e}")))?;
+        let after = file.metadata().map_err(|e| Reject::new("unreadable", format!("cannot stat the file: {e}")))?;
+        let unchanged = after.len() == bytes.len() as u64 && after.modified().ok() == Some(entry.mtime) && after.ino() == before.ino();
+        if !unchanged {
+            self.seen.remove(&entry.name);
+            return Ok(None);
+        }
+        Ok(Some((bytes, entry.mtime)))
+    }
+
+    /// Moves an ingested file to `done/` under its name, or a unique variant of it.
+    pub fn archive(&mut self, entry: &Entry) -> io::Result<PathBuf> {
+        self.seen.remove(&entry.name);
+        ensure_dir(&self.done)?;
+        move_unique(&self.dir.join(&entry.name), &self.done, &entry.name, |_| Ok(()))
+    }
+
+    /// Moves a refused file to `failed/` and writes `<name>.error` beside it saying why.
+    pub fn reject(&mut self, entry: &Entry, reject: &Reject, hash: Option<[u8; 32]>) -> io::Result<PathBuf> {
+        self.seen.remove(&entry.name);
+        ensure_dir(&self.failed)?;
+        let note = format!(
+            "{}\ncode: {}\nfile: {}\nsize: {}\nblake3: {}\ntime: {}\nsiar: {}\n",
+            reject.reason,
+            reject.code,
+            entry.display_name(),
+            entry.size,
+            hash.map(|h| blake3::Hash::from(h).to_hex().to_string()).unwrap_or_else(|| "-".into()),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            env!("CARGO_PKG_VERSION"),
+        );
+        // The note goes first: if we crash in between, the file is still in the drop folder and
+        // is refused again; a note never exists for a file that was lost.
+        move_unique(&self.dir.join(&entry.name), &self.failed, &entry.name, |target| {
+            let mut note_name = target.as_os_str().to_owned();
+            note_name.push(".error");
+            write_new(Path::new(&note_name), note.as_bytes())
+        })
+    }
+
+    /// Skips this file while it stays as it is: moving it failed and retrying would only spin.
+    pub fn mark_stuck(&mut self, entry: &Entry) {
+        self.stuck.insert(entry.name.clone(), (entry.size, entry.mtime));
+    }
+
+    /// Makes the renames of a batch durable.
+    pub fn sync(&self) {
+        for dir in [&self.dir, &self.done, &self.failed] {
+            if dir.exists()
+                && let Err(e) = sync_dir(dir)
+            {
+                warn!("fsync of {} failed: {e}", dir.display());
+            }
+        }
+    }
+}
+
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// `name`, then `stem~2.ext`, `stem~3.ext`, ...
+fn candidate(name: &OsStr, n: u32) -> OsString {
+    if n == 1 {
+        return name.to_owned();
+    }
+    let b = name.as_bytes();
+    let dot = b.iter().rposition(|&c| c == b'.').filter(|&i| i > 0);
+    let (stem, ext) = dot.map_or((b, &b""[..]), |i| (&b[..i], &b[i..]));
+    let mut out = stem.to_vec();
+    out.extend_from_slice(format!("~{n}").as_bytes());
+    out.extend_from_slice(ext);
+    OsStr::from_bytes(&out).to_owned()
+}
+
+/// Renames `src` into `dir` under the first free variant of `name`, never replacing anything.
+/// `before` runs with the chosen target first (to write a note); its failure aborts the move.
+fn move_unique(src: &Path, dir: &Path, name: &OsStr, before: impl Fn(&Path) -> io::Result<()>) -> io::Result<PathBuf> {
+    for n in 1..10_000 {
+        let target = dir.join(candidate(name, n));
+        let mut note = target.as_os_str().to_owned();
+        note.push(".error");
+        if target.exists() || Path::new(&note).exists() {
+            continue;
+        }
+        before(&target)?;
+        match rename_noreplace(src, &target) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!("no free name for {} in {}", name.to_string_lossy(), dir.display())))
+}
+
+/// rename(2) that fails with AlreadyExists instead of replacing the target.
+fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"));
+    let (s, d) = (c(src)?, c(dst)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, s.as_ptr(), libc::AT_FDCWD, d.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::ENOSYS) {
+        // The file system has no RENAME_NOREPLACE: check, then rename (we are the only mover).
+        if dst.exists() {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        return fs::rename(src, dst);
+    }
+    Err(err)
+}
+
+/// Writes a new file atomically (temp + fsync + rename without replacing).
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+    let result = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| rename_noreplace(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Copies `src` into the drop folder atomically: a hidden temp name, fsync, then a rename that
+/// never replaces a waiting file. Keeps the source's mtime (it is the article's date when the
+/// file names none). Returns the final path.
+pub fn hand_in(src: &Path, drop_dir: &Path) -> io::Result<PathBuf> {
+    let name = src.file_name().ok_or_else(|| io::Error::other("not a file name"))?;
+    let bytes = fs::read(src)?;
+    let mtime = fs::metadata(src)?.modified()?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = drop_dir.join(tmp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.set_modified(mtime)?;
+        f.sync_all()?;
+        drop(f);
+        let target = move_unique(&tmp, drop_dir, name, |_| Ok(()))?;
+        sync_dir(drop_dir)?;
+        Ok(target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Starts an inotify watcher that wakes the scan; None (with a warning) when it cannot.
+pub fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(_) => wake.notify_one(),
+        Err(e) => {
+            debug!("drop folder watcher: {e}; the periodic rescan covers it");
+            wake.notify_one();
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("cannot start the drop folder watcher: {e}; relying on the periodic rescan");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        warn!("cannot watch {}: {e}; relying on the periodic rescan", dir.display());
+        return None;
+    }
+    Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignored_names() {
+        for n in [".x", "a.tmp", "a.part", "a~", ".#a", "a.swp"] {
+            assert!(is_ignored(OsStr::new(n)), "{n}");
+        }
+        for n in ["a.txt", "a.md", "tmp.txt"] {
+            assert!(!is_ignored(OsStr::new(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn unique_names() {
+        assert_eq!(candidate(OsStr::new("a.txt"), 1), "a.txt");
+        assert_eq!(candidate(OsStr::new("a.txt"), 2), "a~2.txt");
+        assert_eq!(candidate(OsStr::new("noext"), 3), "noext~3");
+        assert_eq!(candidate(OsStr::new(".hidden"), 2), ".hidden~2");
+    }
+
+    #[test]
+    fn moves_never_replace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, out) = (dir.path().join("a.txt"), dir.path().join("out"));
+        fs::create_dir(&out).expect("mkdir");
+        fs::write(out.join("a.txt"), b"old").expect("write");
+        fs::write(&a, b"new").expect("write");
+        let to = move_unique(&a, &out, OsStr::new("a.txt"), |_| Ok(())).expect("move");
+        assert_eq!(to, out.join("a~2.txt"));
+        assert_eq!(fs::read(out.join("a.txt")).expect("read"), b"old");
+        assert_eq!(fs::read(to).expect("read"), b"new");
+    }
+}

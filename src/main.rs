@@ -1,0 +1,191 @@
+//! The `siar` command line: load the config, run a command, map failures to sysexits codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use siar::config::Config;
+use siar::daemon::{self, DirState, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL, Failure};
+use siar::{control, ingest, store};
+
+#[derive(Parser)]
+#[command(name = "siar", version, about = "Publishes and aggregates news feeds")]
+struct Cli {
+    /// Config file [default: $SIAR_CONFIG, else config/siar.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: ingest the drop folder, publish feeds on schedule
+    Run {
+        /// One full pass (ingest everything, publish every feed), then exit
+        #[arg(long)]
+        once: bool,
+    },
+    /// Validate the config and print what would run
+    Check,
+    /// Hand files to the daemon by copying them into the drop folder atomically
+    Ingest {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List stored articles, newest first
+    List {
+        /// One JSON array of the stored articles
+        #[arg(long)]
+        json: bool,
+        /// At most this many articles
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let path = cli
+        .config
+        .or_else(|| std::env::var_os("SIAR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config/siar.toml"));
+    let result = Config::load(&path).map_err(|e| Failure::new(EX_CONFIG, e)).and_then(|cfg| match cli.command {
+        Command::Run { once } => run(cfg, once),
+        Command::Check => check(&cfg),
+        Command::Ingest { files } => hand_in(&cfg, &files),
+        Command::List { json, limit } => list(&cfg, json, limit),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("siar: error: {:#}", f.error);
+            ExitCode::from(u8::try_from(f.code).unwrap_or(1))
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+}
+
+fn run(cfg: Config, once: bool) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(EX_TEMPFAIL, anyhow::anyhow!("cannot start the runtime: {e}")))?;
+    runtime.block_on(daemon::run(cfg, once))
+}
+
+fn check(cfg: &Config) -> Result<(), Failure> {
+    let mut states = Vec::new();
+    for (key, path) in [("drop", &cfg.paths.drop), ("state", &cfg.paths.state), ("output", &cfg.paths.output)] {
+        let state = match daemon::check_dir(key, path) {
+            Ok(DirState::Ready) => "ready",
+            Ok(DirState::Missing) => "missing, created at start",
+            Err(f) => return Err(Failure::new(EX_CONFIG, anyhow::anyhow!("{}: {:#}", cfg.file.display(), f.error))),
+        };
+        states.push((key, path, state));
+    }
+    let mut out = String::new();
+    let s = &cfg.site;
+    out += &format!("config {} is valid\n", cfg.file.display());
+    out += &format!("site: {} <{}> language {}, time zone {}, ids tag:{},…\n", s.title, s.link, s.language, s.timezone, s.id_authority);
+    for (key, path, state) in states {
+        out += &format!("{key:>6}: {} ({state})\n", path.display());
+    }
+    out += &format!(
+        "ingest: max {} bytes per file, settle {:?}, rescan every {:?}, watcher {}\n",
+        cfg.ingest.max_size,
+        cfg.ingest.settle,
+        cfg.ingest.rescan,
+        if cfg.ingest.watch { "on" } else { "off" }
+    );
+    out += "feeds:\n";
+    for f in &cfg.feeds {
+        let mut select = Vec::new();
+        if !f.categories.is_empty() {
+            select.push(format!("categories {}", f.categories.join(", ")));
+        }
+        if !f.languages.is_empty() {
+            select.push(format!("languages {}", f.languages.join(", ")));
+        }
+        let select = if select.is_empty() { "all articles".to_string() } else { select.join("; ") };
+        out += &format!("  {} \"{}\": newest {} of {select}\n", f.name, f.title, f.limit);
+        for ext in siar::publish::FORMATS {
+            out += &format!("    {} -> {}\n", cfg.paths.output.join(format!("{}.{ext}", f.name)).display(), f.url(&cfg.publish, ext));
+        }
+    }
+    let sched = &cfg.publish.schedule;
+    out += &format!(
+        "publish: schedule \"{}\" ({}){}\n",
+        sched.text(),
+        sched.timezone(),
+        if cfg.publish.on_ingest { format!(", and {:?} after new articles", cfg.publish.debounce) } else { String::new() }
+    );
+    out += "next publish times:\n";
+    for t in sched.upcoming(Utc::now(), 3) {
+        out += &format!("  {}\n", t.with_timezone(&sched.timezone()).to_rfc3339());
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn hand_in(cfg: &Config, files: &[PathBuf]) -> Result<(), Failure> {
+    let drop = &cfg.paths.drop;
+    if let DirState::Missing = daemon::check_dir("drop", drop)? {
+        std::fs::create_dir_all(drop).map_err(|e| Failure::new(daemon::EX_CANTCREAT, anyhow::anyhow!("cannot create {}: {e}", drop.display())))?;
+    }
+    let mut failed = 0;
+    for file in files {
+        let is_file = std::fs::metadata(file).map(|m| m.is_file());
+        let result = match is_file {
+            Ok(true) => ingest::dropfolder::hand_in(file, drop),
+            Ok(false) => Err(std::io::Error::other("not a regular file")),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(to) => println!("{} -> {}", file.display(), to.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("siar: cannot hand in {}: {e}", file.display());
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::new(EX_NOINPUT, anyhow::anyhow!("{failed} of {} files were not handed in", files.len())));
+    }
+    Ok(())
+}
+
+fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
+    let articles = if !cfg.paths.state.exists() {
+        eprintln!("siar: no store at {} yet: nothing ingested", cfg.paths.state.display());
+        Vec::new()
+    } else {
+        match store::Store::open(&cfg.paths.state) {
+            Ok(s) => s.newest(limit.unwrap_or(usize::MAX), |_| true)?,
+            Err(store::Error::Locked { .. }) => control::request_list(&cfg.paths.state, limit).map_err(|e| {
+                Failure::new(EX_TEMPFAIL, anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()))
+            })?,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = if json {
+        serde_json::to_writer_pretty(&mut stdout, &articles).map_err(std::io::Error::other).and_then(|()| writeln!(stdout))
+    } else {
+        articles.iter().try_for_each(|a| {
+            writeln!(stdout, "{}  {}  v{}  {}", a.published.to_rfc3339(), a.id, a.version, a.title)
+        })
+    };
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::new(daemon::EX_SOFTWARE, e)),
+    }
+}

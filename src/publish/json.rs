@@ -1,0 +1,71 @@
+//! Article list -> JSON Feed 1.1 bytes (serde_json; field order fixed by the structs).
+
+use chrono::SecondsFormat;
+use serde::Serialize;
+
+use super::FeedDoc;
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: &'a str,
+    feed_url: &'a str,
+    description: &'a str,
+    language: &'a str,
+    authors: Vec<Author<'a>>,
+    items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonItem<'a> {
+    id: &'a str,
+    url: &'a str,
+    title: &'a str,
+    content_html: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    summary: &'a str,
+    date_published: String,
+    date_modified: String,
+    authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<&'a str>,
+    language: &'a str,
+}
+
+pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
+    let items = doc
+        .articles
+        .iter()
+        .map(|a| JsonItem {
+            id: &a.id,
+            url: &a.link,
+            title: &a.title,
+            content_html: &a.content_html,
+            summary: &a.summary,
+            date_published: a.published.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            date_modified: a.updated.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            authors: a.authors.iter().map(|n| Author { name: n }).collect(),
+            tags: doc.categories(a).collect(),
+            language: &a.language,
+        })
+        .collect();
+    let feed = JsonFeed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: &doc.feed.title,
+        home_page_url: doc.site.link.as_str(),
+        feed_url: &doc.urls.json,
+        description: &doc.feed.description,
+        language: &doc.site.language,
+        authors: vec![Author { name: &doc.site.author }],
+        items,
+    };
+    let mut out = serde_json::to_vec_pretty(&feed).map_err(|e| format!("JSON writer: {e}"))?;
+    out.push(b'\n');
+    Ok(out)
+}

@@ -1,0 +1,161 @@
+//! Publish: store -> RSS 2.0, Atom 1.0 and JSON Feed files, per configured feed, on the cron
+//! schedule and soon after new articles. Reads the store, writes only the output directory.
+//! Output is deterministic: the same store gives the same bytes; unchanged files are not rewritten.
+
+mod atom;
+mod json;
+mod rss;
+pub mod validate;
+pub mod write;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::article::Article;
+use crate::config::{Config, Feed, Site};
+use crate::store::Store;
+
+pub const GENERATOR: &str = concat!("siar ", env!("CARGO_PKG_VERSION"));
+
+pub struct Urls {
+    pub rss: String,
+    pub atom: String,
+    pub json: String,
+}
+
+/// Everything a renderer needs for one feed.
+pub struct FeedDoc<'a> {
+    pub feed: &'a Feed,
+    pub site: &'a Site,
+    pub id: String,
+    pub urls: Urls,
+    /// The newest `updated` among the articles (never the clock); None for an empty feed.
+    pub updated: Option<DateTime<Utc>>,
+    pub articles: &'a [Article],
+}
+
+impl FeedDoc<'_> {
+    /// Categories then tags, without repeats.
+    pub fn categories<'b>(&self, a: &'b Article) -> impl Iterator<Item = &'b str> {
+        let mut seen: Vec<String> = Vec::new();
+        a.categories.iter().chain(&a.tags).map(String::as_str).filter(move |c| {
+            let lower = c.to_lowercase();
+            let new = !seen.contains(&lower);
+            seen.push(lower);
+            new
+        })
+    }
+}
+
+/// Whether a feed's selectors (categories, languages) accept an article.
+pub fn selects(feed: &Feed, a: &Article) -> bool {
+    let cat_ok = feed.categories.is_empty()
+        || a.categories.iter().chain(&a.tags).any(|c| feed.categories.iter().any(|f| f.eq_ignore_ascii_case(c.trim())));
+    let primary = |l: &str| l.split('-').next().unwrap_or_default().to_ascii_lowercase();
+    let lang_ok = feed.languages.is_empty() || feed.languages.iter().any(|l| l.eq_ignore_ascii_case(&a.language) || *l == primary(&a.language));
+    cat_ok && lang_ok
+}
+
+pub const FORMATS: [&str; 3] = ["rss", "atom", "json"];
+
+/// Renders and validates one feed's three documents: `[(extension, bytes)]`.
+pub fn render(cfg: &Config, feed: &Feed, articles: &[Article]) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    let doc = FeedDoc {
+        feed,
+        site: &cfg.site,
+        id: feed.id.clone().unwrap_or_else(|| feed.url(&cfg.publish, "atom")),
+        urls: Urls { rss: feed.url(&cfg.publish, "rss"), atom: feed.url(&cfg.publish, "atom"), json: feed.url(&cfg.publish, "json") },
+        updated: articles.iter().map(|a| a.updated).max(),
+        articles,
+    };
+    let n = articles.len();
+    let rss = rss::render(&doc)?;
+    validate::rss(&rss, n).map_err(|e| format!("RSS failed validation: {e}"))?;
+    let atom = atom::render(&doc)?;
+    validate::atom(&atom, n).map_err(|e| format!("Atom failed validation: {e}"))?;
+    let json = json::render(&doc)?;
+    validate::json(&json, n).map_err(|e| format!("JSON Feed failed validation: {e}"))?;
+    Ok(vec![("rss", rss), ("atom", atom), ("json", json)])
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Report {
+    pub written: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+}
+
+/// Publishes every feed once. One failing feed is logged and the others still publish.
+pub fn publish_all(cfg: &Config, store: &Store) -> Result<Report, crate::store::Error> {
+    let started = Instant::now();
+    let mut report = Report::default();
+    for feed in &cfg.feeds {
+        let articles = store.newest(feed.limit, |a| selects(feed, a))?;
+        let docs = match render(cfg, feed, &articles) {
+            Ok(d) => d,
+            Err(e) => {
+                report.failed += 3;
+                error!("feed {}: not published, the previous files stay: {e}", feed.name);
+                continue;
+            }
+        };
+        for (ext, bytes) in docs {
+            let path = cfg.paths.output.join(format!("{}.{ext}", feed.name));
+            match write::write_if_changed(&path, &bytes) {
+                Ok(true) => {
+                    report.written += 1;
+                    info!("wrote {} ({} items, {} bytes)", path.display(), articles.len(), bytes.len());
+                }
+                Ok(false) => {
+                    report.unchanged += 1;
+                    debug!("{} unchanged", path.display());
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    error!("cannot write {}: {e}; the previous file stays", path.display());
+                }
+            }
+        }
+    }
+    debug!("publish pass took {:?}", started.elapsed());
+    Ok(report)
+}
+
+async fn publish_blocking(cfg: &Arc<Config>, store: &Store) {
+    let (cfg, store) = (cfg.clone(), store.clone());
+    match tokio::task::spawn_blocking(move || publish_all(&cfg, &store)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => error!("publishing failed: {e}"),
+        Err(e) => error!("publishing panicked: {e}"),
+    }
+}
+
+/// The publish task: once at start, then on every cron tick and (with on_ingest) a debounce after
+/// new articles. Never two publishes at once: one loop does them all.
+pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: CancellationToken) {
+    publish_blocking(&cfg, &store).await;
+    loop {
+        let Some(wait) = cfg.publish.schedule.until_next(Utc::now()) else {
+            warn!("the publish schedule never fires again; publishing only after new articles");
+            stop.cancelled().await;
+            return;
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            // A tick landing a hair early would fire twice: wake just after it.
+            () = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
+            () = changed.notified(), if cfg.publish.on_ingest => {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(cfg.publish.debounce) => {}
+                }
+            }
+        }
+        publish_blocking(&cfg, &store).await;
+    }
+}
