@@ -157,7 +157,7 @@ impl Config {
     /// Parses config text; `file` is only used in messages, `base` resolves relative paths.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, Error> {
         let fail = |message: String| Error { file: file.display().to_string(), message };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(format!("{}", e.to_string().trim_end())))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
 
         let site = &raw.site;
         let link = parse_url(&site.link).map_err(|m| fail(format!("[site] link: {m}")))?;
@@ -181,7 +181,9 @@ impl Config {
         let timezone = match &site.timezone {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| {
-                fail(format!("[site] timezone: {name:?} is not an IANA time zone; expected e.g. \"Asia/Jakarta\" or \"UTC\""))
+                fail(format!(
+                    "[site] timezone: {name:?} is not an IANA time zone; expected e.g. \"Asia/Jakarta\" or \"UTC\""
+                ))
             })?,
         };
         let site = Site {
@@ -209,7 +211,10 @@ impl Config {
             ("state", &paths.state, &paths.output),
         ] {
             if a == b {
-                return Err(fail(format!("[paths] {key}: {} is used twice; drop, state and output must differ", a.display())));
+                return Err(fail(format!(
+                    "[paths] {key}: {} is used twice; drop, state and output must differ",
+                    a.display()
+                )));
             }
         }
 
@@ -217,8 +222,10 @@ impl Config {
         let ingest = Ingest {
             max_size: parse_size(ing.max_size.as_deref().unwrap_or("2MiB"))
                 .map_err(|m| fail(format!("[ingest] max_size: {m}")))?,
-            settle: parse_duration(ing.settle.as_deref().unwrap_or("2s")).map_err(|m| fail(format!("[ingest] settle: {m}")))?,
-            rescan: parse_duration(ing.rescan.as_deref().unwrap_or("60s")).map_err(|m| fail(format!("[ingest] rescan: {m}")))?,
+            settle: parse_duration(ing.settle.as_deref().unwrap_or("2s"))
+                .map_err(|m| fail(format!("[ingest] settle: {m}")))?,
+            rescan: parse_duration(ing.rescan.as_deref().unwrap_or("60s"))
+                .map_err(|m| fail(format!("[ingest] rescan: {m}")))?,
             article_link: ing.article_link.clone().unwrap_or_else(|| "{site}{slug}".into()),
             watch: ing.watch.unwrap_or(true),
         };
@@ -240,7 +247,9 @@ impl Config {
             .map_err(|m| fail(format!("[publish] schedule: {schedule_text:?}: {m}")))?;
         let feeds_url = match &p.feeds_url {
             Some(u) => parse_url(u).map_err(|m| fail(format!("[publish] feeds_url: {m}")))?,
-            None => site.link.join("feeds/").map_err(|e| fail(format!("[site] link: cannot build the feeds URL: {e}")))?,
+            None => {
+                site.link.join("feeds/").map_err(|e| fail(format!("[site] link: cannot build the feeds URL: {e}")))?
+            }
         };
         if !feeds_url.path().ends_with('/') {
             return Err(fail(format!("[publish] feeds_url: {feeds_url} must end with '/'")));
@@ -248,14 +257,13 @@ impl Config {
         let publish = Publish {
             schedule,
             on_ingest: p.on_ingest.unwrap_or(true),
-            debounce: parse_duration(p.debounce.as_deref().unwrap_or("2s")).map_err(|m| fail(format!("[publish] debounce: {m}")))?,
+            debounce: parse_duration(p.debounce.as_deref().unwrap_or("2s"))
+                .map_err(|m| fail(format!("[publish] debounce: {m}")))?,
             feeds_url,
         };
 
         if raw.feed.is_empty() {
-            return Err(fail(
-                "no [[feed]] table: add at least one, e.g.\n[[feed]]\nname = \"all\"\nlimit = 50".into(),
-            ));
+            return Err(fail("no [[feed]] table: add at least one, e.g.\n[[feed]]\nname = \"all\"\nlimit = 50".into()));
         }
         let mut feeds: Vec<Feed> = Vec::new();
         for (i, f) in raw.feed.iter().enumerate() {
@@ -279,7 +287,9 @@ impl Config {
             }
             if let Some(id) = &f.id {
                 parse_url(id)
-                    .or_else(|m| if id.starts_with("tag:") || id.starts_with("urn:") { Ok(site.link.clone()) } else { Err(m) })
+                    .or_else(|m| {
+                        if id.starts_with("tag:") || id.starts_with("urn:") { Ok(site.link.clone()) } else { Err(m) }
+                    })
                     .map_err(|m| fail(format!("{key} id: {m} (use an absolute IRI such as a tag: URI)")))?;
             }
             feeds.push(Feed {
@@ -323,7 +333,8 @@ fn normalize_path(p: &Path) -> PathBuf {
 }
 
 fn parse_url(s: &str) -> Result<Url, String> {
-    let u = Url::parse(s).map_err(|e| format!("{s:?} is not an absolute URL ({e}); expected e.g. \"https://news.example.org/\""))?;
+    let u = Url::parse(s)
+        .map_err(|e| format!("{s:?} is not an absolute URL ({e}); expected e.g. \"https://news.example.org/\""))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!("{s:?} must be an http or https URL"));
     }

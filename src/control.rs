@@ -52,7 +52,9 @@ async fn answer(stream: tokio::net::UnixStream, store: Store) -> std::io::Result
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(read).take(4096);
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await.map_err(std::io::Error::other)??;
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        .await
+        .map_err(std::io::Error::other)??;
     let mut words = line.split_whitespace();
     let body = match (words.next(), words.next().map(str::parse::<usize>)) {
         (Some("list"), limit) => {
@@ -61,7 +63,9 @@ async fn answer(stream: tokio::net::UnixStream, store: Store) -> std::io::Result
                 None => usize::MAX,
                 Some(Err(_)) => return write.write_all(b"error: list takes a number\n").await,
             };
-            let listed = tokio::task::spawn_blocking(move || store.newest(limit, |_| true)).await.map_err(std::io::Error::other)?;
+            let listed = tokio::task::spawn_blocking(move || store.newest(limit, |_| true))
+                .await
+                .map_err(std::io::Error::other)?;
             match listed {
                 Ok(articles) => {
                     let mut out = Vec::new();
@@ -85,7 +89,8 @@ use tokio::io::AsyncReadExt as _;
 /// Asks a running daemon for its newest `limit` articles.
 pub fn request_list(state: &Path, limit: Option<usize>) -> Result<Vec<Article>, String> {
     let path = socket_path(state);
-    let stream = UnixStream::connect(&path).map_err(|e| format!("cannot reach the daemon's control socket {}: {e}", path.display()))?;
+    let stream = UnixStream::connect(&path)
+        .map_err(|e| format!("cannot reach the daemon's control socket {}: {e}", path.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let mut w = &stream;
     let request = match limit {

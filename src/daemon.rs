@@ -58,15 +58,23 @@ pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
             if is_writable(path) {
                 Ok(DirState::Ready)
             } else {
-                Err(Failure::new(EX_CANTCREAT, anyhow::anyhow!("[paths] {key}: {} is not writable by this user", path.display())))
+                Err(Failure::new(
+                    EX_CANTCREAT,
+                    anyhow::anyhow!("[paths] {key}: {} is not writable by this user", path.display()),
+                ))
             }
         }
         Ok(_) => Err(Failure::new(
             EX_CONFIG,
-            anyhow::anyhow!("[paths] {key}: {} exists but is not a directory; point {key} at a directory", path.display()),
+            anyhow::anyhow!(
+                "[paths] {key}: {} exists but is not a directory; point {key} at a directory",
+                path.display()
+            ),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirState::Missing),
-        Err(e) => Err(Failure::new(EX_CANTCREAT, anyhow::anyhow!("[paths] {key}: cannot inspect {}: {e}", path.display()))),
+        Err(e) => {
+            Err(Failure::new(EX_CANTCREAT, anyhow::anyhow!("[paths] {key}: cannot inspect {}: {e}", path.display())))
+        }
     }
 }
 

@@ -95,7 +95,10 @@ fn check(cfg: &Config) -> Result<(), Failure> {
     let mut out = String::new();
     let s = &cfg.site;
     out += &format!("config {} is valid\n", cfg.file.display());
-    out += &format!("site: {} <{}> language {}, time zone {}, ids tag:{},…\n", s.title, s.link, s.language, s.timezone, s.id_authority);
+    out += &format!(
+        "site: {} <{}> language {}, time zone {}, ids tag:{},…\n",
+        s.title, s.link, s.language, s.timezone, s.id_authority
+    );
     for (key, path, state) in states {
         out += &format!("{key:>6}: {} ({state})\n", path.display());
     }
@@ -118,7 +121,11 @@ fn check(cfg: &Config) -> Result<(), Failure> {
         let select = if select.is_empty() { "all articles".to_string() } else { select.join("; ") };
         out += &format!("  {} \"{}\": newest {} of {select}\n", f.name, f.title, f.limit);
         for ext in siar::publish::FORMATS {
-            out += &format!("    {} -> {}\n", cfg.paths.output.join(format!("{}.{ext}", f.name)).display(), f.url(&cfg.publish, ext));
+            out += &format!(
+                "    {} -> {}\n",
+                cfg.paths.output.join(format!("{}.{ext}", f.name)).display(),
+                f.url(&cfg.publish, ext)
+            );
         }
     }
     let sched = &cfg.publish.schedule;
@@ -126,7 +133,11 @@ fn check(cfg: &Config) -> Result<(), Failure> {
         "publish: schedule \"{}\" ({}){}\n",
         sched.text(),
         sched.timezone(),
-        if cfg.publish.on_ingest { format!(", and {:?} after new articles", cfg.publish.debounce) } else { String::new() }
+        if cfg.publish.on_ingest {
+            format!(", and {:?} after new articles", cfg.publish.debounce)
+        } else {
+            String::new()
+        }
     );
     out += "next publish times:\n";
     for t in sched.upcoming(Utc::now(), 3) {
@@ -139,7 +150,9 @@ fn check(cfg: &Config) -> Result<(), Failure> {
 fn hand_in(cfg: &Config, files: &[PathBuf]) -> Result<(), Failure> {
     let drop = &cfg.paths.drop;
     if let DirState::Missing = daemon::check_dir("drop", drop)? {
-        std::fs::create_dir_all(drop).map_err(|e| Failure::new(daemon::EX_CANTCREAT, anyhow::anyhow!("cannot create {}: {e}", drop.display())))?;
+        std::fs::create_dir_all(drop).map_err(|e| {
+            Failure::new(daemon::EX_CANTCREAT, anyhow::anyhow!("cannot create {}: {e}", drop.display()))
+        })?;
     }
     let mut failed = 0;
     for file in files {
@@ -171,18 +184,23 @@ fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
         match store::Store::open(&cfg.paths.state) {
             Ok(s) => s.newest(limit.unwrap_or(usize::MAX), |_| true)?,
             Err(store::Error::Locked { .. }) => control::request_list(&cfg.paths.state, limit).map_err(|e| {
-                Failure::new(EX_TEMPFAIL, anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()))
+                Failure::new(
+                    EX_TEMPFAIL,
+                    anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()),
+                )
             })?,
             Err(e) => return Err(e.into()),
         }
     };
     let mut stdout = std::io::stdout().lock();
     let result = if json {
-        serde_json::to_writer_pretty(&mut stdout, &articles).map_err(std::io::Error::other).and_then(|()| writeln!(stdout))
+        serde_json::to_writer_pretty(&mut stdout, &articles)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(stdout))
     } else {
-        articles.iter().try_for_each(|a| {
-            writeln!(stdout, "{}  {}  v{}  {}", a.published.to_rfc3339(), a.id, a.version, a.title)
-        })
+        articles
+            .iter()
+            .try_for_each(|a| writeln!(stdout, "{}  {}  v{}  {}", a.published.to_rfc3339(), a.id, a.version, a.title))
     };
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn evaluated_in_the_site_time_zone() {
         let s = Schedule::parse("0 6 * * *", chrono_tz::Asia::Jakarta).expect("valid");
-        assert_eq!(s.next_after(at("2026-11-27T00:00:00Z")), Some(Utc.with_ymd_and_hms(2026, 11, 27, 23, 0, 0).unwrap()));
+        assert_eq!(
+            s.next_after(at("2026-11-27T00:00:00Z")),
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 23, 0, 0).unwrap())
+        );
     }
 
     #[test]

@@ -1,1 +1,402 @@
+//! Integration tests: the real `siar` binary against temp directories.
 
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{BASE_CONFIG, Site, wait_until};
+
+fn fixture(name: &str) -> Vec<u8> {
+    fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/articles").join(name)).expect("fixture")
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+#[test]
+fn sample_shapes_are_ingested() {
+    let site = Site::new();
+    site.drop_file("banjir-bandung.txt", &fixture("dateline-credits.txt"));
+    site.drop_file("header.txt", &fixture("header-block.txt"));
+    site.drop_file("taman-kota.txt", &fixture("no-dateline.txt"));
+    let mut crlf = b"\xef\xbb\xbf".to_vec();
+    crlf.extend_from_slice(
+        "SURABAYA (Suarapubliknews) - Jembatan baru diresmikan hari ini. Arus lalu lintas lancar.\r\nParagraf kedua.\r\n"
+            .as_bytes(),
+    );
+    site.drop_file("jembatan.txt", &crlf);
+    site.drop_file(
+        "cp1252.txt",
+        b"MEDAN (Suarapubliknews) \x96 Gubernur berkata \x93kita harus bekerja keras\x94 di depan wartawan. Caf\xe9 ramai.\n",
+    );
+    site.run_once();
+
+    let a = site.article("banjir-bandung");
+    assert_eq!(
+        a["title"],
+        "Hujan deras yang mengguyur Kota Bandung sejak Senin sore membuat sejumlah ruas jalan tergenang"
+    );
+    assert_eq!(strs(&a["authors"]), ["rina", "dodi"]);
+    assert_eq!(a["dateline"]["place"], "BANDUNG");
+    assert_eq!(a["dateline"]["outlet"], "Suarapubliknews");
+    assert!(a["summary"].as_str().unwrap().starts_with("Hujan deras"), "{}", a["summary"]);
+    assert!(!a["content_html"].as_str().unwrap().contains("(rina, dodi)"));
+    assert_eq!(a["language"], "id");
+    assert_eq!(a["link"], "https://news.example.org/berita/banjir-bandung");
+
+    let h = site.article("pasar-ramai");
+    assert_eq!(h["title"], "Pasar Tradisional Kembali Ramai Menjelang Akhir Tahun");
+    assert_eq!(strs(&h["authors"]), ["Siti Aminah"]);
+    assert_eq!(h["published"], "2026-11-20T09:30:00+07:00");
+    assert_eq!(strs(&h["categories"]), ["Ekonomi"]);
+    assert_eq!(strs(&h["tags"]), ["pasar", "harga"]);
+    assert_eq!(h["summary"], "Pedagang menyambut kenaikan jumlah pembeli.");
+    assert_eq!(h["extra"]["Desk"], "Kota");
+    assert_eq!(h["origin"], "header.txt");
+
+    let n = site.article("taman-kota");
+    assert_eq!(n["title"], "Pemerintah kota meresmikan taman baru di pusat kota pada Sabtu pagi");
+    assert_eq!(strs(&n["authors"]), ["Redaksi Uji"], "default author");
+    assert!(n.get("dateline").is_none());
+
+    let c = site.article("jembatan");
+    assert_eq!(c["title"], "Jembatan baru diresmikan hari ini");
+    assert_eq!(
+        c["content_html"],
+        "<p>SURABAYA (Suarapubliknews) - Jembatan baru diresmikan hari ini. Arus lalu lintas lancar.</p>\n<p>Paragraf kedua.</p>"
+    );
+
+    let w = site.article("cp1252");
+    assert!(w["content_html"].as_str().unwrap().contains("“kita harus bekerja keras”"), "{}", w["content_html"]);
+    assert!(w["content_html"].as_str().unwrap().contains("Café"), "{}", w["content_html"]);
+    assert_eq!(w["dateline"]["place"], "MEDAN");
+
+    assert_eq!(site.pending(), Vec::<String>::new());
+    assert_eq!(site.files_in("drop/done").len(), 5);
+    assert_eq!(site.files_in("drop/failed"), Vec::<String>::new());
+}
+
+#[test]
+fn markdown_with_front_matter() {
+    let site = Site::new();
+    site.drop_file("festival.md", &fixture("markdown-yaml.md"));
+    site.drop_file("kereta.md", &fixture("markdown-toml.md"));
+    site.run_once();
+    let f = site.article("festival");
+    assert_eq!(f["title"], "Festival Kuliner Nusantara Dibuka");
+    assert_eq!(strs(&f["authors"]), ["Ayu Lestari", "Bima Putra"]);
+    assert_eq!(f["published"], "2026-11-21T19:00:00+07:00");
+    assert_eq!(strs(&f["tags"]), ["kuliner", "festival"]);
+    let html = f["content_html"].as_str().unwrap();
+    assert!(html.contains("<strong>Jumat malam</strong>"), "{html}");
+    assert!(html.contains("href=\"https://news.example.org/kuliner/khas\""), "relative link made absolute: {html}");
+    assert!(!html.contains("<script"), "sanitized: {html}");
+    let k = site.article("jadwal-kereta");
+    assert_eq!(k["title"], "Jadwal Kereta Berubah Mulai Desember");
+    assert_eq!(k["language"], "en");
+    assert_eq!(k["published"], "2026-11-22T08:15:00+07:00");
+    assert!(!k["content_html"].as_str().unwrap().contains("Ignored heading") || k["title"] != "Ignored heading");
+}
+
+#[test]
+fn bad_files_go_to_failed_with_a_reason() {
+    let site = Site::new();
+    site.drop_file("kosong.txt", b"");
+    let mut junk = b"\x89PNG\r\n\x1a\n".to_vec();
+    junk.extend((0..2000u32).map(|i| (i * 7919 % 251) as u8));
+    site.drop_file("foto.txt", &junk);
+    let random: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8 | 1).collect();
+    site.drop_file("acak.txt", &random);
+    site.drop_file("besar.txt", &vec![b'a'; 70 * 1024]);
+    site.drop_file("baik.txt", b"Satu berita yang baik. Isinya pendek.\n");
+    site.run_once();
+
+    assert_eq!(site.files_in("drop/done"), ["baik.txt"]);
+    let failed = site.files_in("drop/failed");
+    for name in ["kosong.txt", "foto.txt", "acak.txt", "besar.txt"] {
+        assert!(failed.contains(&name.to_string()), "{name} not in failed/: {failed:?}");
+        assert!(failed.contains(&format!("{name}.error")), "{name}.error missing: {failed:?}");
+    }
+    let note = |n: &str| fs::read_to_string(site.path("drop/failed").join(format!("{n}.error"))).expect("note");
+    assert!(note("kosong.txt").starts_with("the file is empty"), "{}", note("kosong.txt"));
+    assert!(note("foto.txt").contains("PNG"), "{}", note("foto.txt"));
+    assert!(note("acak.txt").contains("not"), "{}", note("acak.txt"));
+    assert!(note("besar.txt").contains("max_size"), "{}", note("besar.txt"));
+    // Nothing lost: the refused files are byte for byte what was dropped.
+    assert_eq!(fs::read(site.path("drop/failed/foto.txt")).expect("read"), junk);
+    assert_eq!(site.list().len(), 1);
+}
+
+#[test]
+fn duplicates_and_edits() {
+    let site = Site::new();
+    let v1 = b"Title: Harga Cabai Naik\n\nHarga cabai rawit naik tajam di pasar induk.\n";
+    site.drop_file("cabai.txt", v1);
+    site.run_once();
+    let first = site.article("cabai");
+
+    // The same bytes again, under the same name and under another: nothing new.
+    site.drop_file("cabai.txt", v1);
+    site.drop_file("salinan-cabai.txt", v1);
+    site.run_once();
+    assert_eq!(site.list().len(), 1);
+    assert_eq!(site.files_in("drop/done"), ["cabai.txt", "cabai~2.txt", "salinan-cabai.txt"], "never overwritten");
+
+    // A corrected version under the same name: same id, new content, new `updated`, history kept.
+    let v2 = b"Title: Harga Cabai Naik Lagi\n\nHarga cabai rawit naik tajam di pasar induk, kata pedagang.\n";
+    site.drop_file("cabai.txt", v2);
+    site.run_once();
+    let list = site.list();
+    assert_eq!(list.len(), 1);
+    let edited = &list[0];
+    assert_eq!(edited["id"], first["id"]);
+    assert_eq!(edited["title"], "Harga Cabai Naik Lagi");
+    assert_eq!(edited["version"], 2);
+    assert_eq!(edited["published"], first["published"], "publication date kept");
+    assert!(edited["updated"].as_str() > first["updated"].as_str(), "{} !> {}", edited["updated"], first["updated"]);
+    let atom = site.feed("all.atom");
+    assert_eq!(atom.matches("<entry").count(), 1);
+    assert!(atom.contains("Harga Cabai Naik Lagi"));
+}
+
+#[test]
+fn temporary_names_are_ignored_until_renamed() {
+    let site = Site::new();
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the first publish", || site.path("feeds/all.atom").exists());
+    let drop = site.drop_dir();
+    fs::write(drop.join("berita.txt.part"), b"Sebagian berita yang baru setengah terunggah.\n").expect("write");
+    fs::write(drop.join(".tersembunyi.txt"), b"Berkas tersembunyi.\n").expect("write");
+    fs::write(drop.join("draf.tmp"), b"Draf.\n").expect("write");
+    std::thread::sleep(Duration::from_millis(1500)); // settle + a rescan
+    assert!(site.list().is_empty(), "a temporary file was ingested");
+    fs::rename(drop.join("berita.txt.part"), drop.join("berita.txt")).expect("rename");
+    wait_until(Duration::from_secs(10), "the renamed file to be ingested", || site.list().len() == 1);
+    wait_until(Duration::from_secs(10), "the on-ingest publish", || site.feed("all.rss").contains("Sebagian berita"));
+    assert!(drop.join(".tersembunyi.txt").exists() && drop.join("draf.tmp").exists(), "temp files left alone");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn feeds_are_valid_for_feedparser_and_match_the_store() {
+    let site = Site::new();
+    site.drop_file("banjir-bandung.txt", &fixture("dateline-credits.txt"));
+    site.drop_file("header.txt", &fixture("header-block.txt"));
+    site.drop_file("festival.md", &fixture("markdown-yaml.md"));
+    site.drop_file("kereta.md", &fixture("markdown-toml.md"));
+    // Hostile text: markup, entities, CDATA terminators and control characters stay text.
+    site.drop_file(
+        "tricky.txt",
+        "Title: Tom & Jerry <b>tidak</b> ]]> lucu\u{1}\nAuthor: A & B\n\nIsi <script>alert(1)</script> dengan ]]> dan &amp; serta \u{b}kontrol.\n"
+            .as_bytes(),
+    );
+    site.run_once();
+    let articles = site.list();
+    assert_eq!(articles.len(), 5);
+    let tricky = site.article("tricky");
+    assert_eq!(tricky["title"], "Tom & Jerry <b>tidak</b> ]]> lucu");
+
+    let Some(python) = support::feedparser_python() else { return };
+    let expected = site.path("articles.json");
+    fs::write(&expected, serde_json::to_vec(&articles).expect("json")).expect("write");
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/feedcheck.py"))
+        .arg(site.path("feeds"))
+        .arg("all")
+        .arg(&expected)
+        .output()
+        .expect("run feedcheck.py");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "feedparser disagrees with the store:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("feedcheck: 5 articles, 0 problems"), "{report}");
+}
+
+#[test]
+fn output_is_deterministic_and_unchanged_files_are_not_rewritten() {
+    let site = Site::new();
+    site.drop_file("a.txt", &fixture("dateline-credits.txt"));
+    site.drop_file("b.txt", &fixture("header-block.txt"));
+    site.run_once();
+    let before: Vec<(Vec<u8>, std::time::SystemTime)> = ["all.rss", "all.atom", "all.json"]
+        .iter()
+        .map(|f| {
+            let p = site.path("feeds").join(f);
+            (fs::read(&p).expect("read"), fs::metadata(&p).expect("meta").modified().expect("mtime"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    let log = site.run_once();
+    assert!(!log.contains("wrote"), "nothing should be rewritten:\n{log}");
+    for (f, (bytes, mtime)) in ["all.rss", "all.atom", "all.json"].iter().zip(before) {
+        let p = site.path("feeds").join(f);
+        assert_eq!(fs::read(&p).expect("read"), bytes, "{f} changed");
+        assert_eq!(fs::metadata(&p).expect("meta").modified().expect("mtime"), mtime, "{f} rewritten");
+    }
+    // The feed's updated time is its newest article's, never the clock.
+    let newest = site.list().iter().map(|a| a["updated"].as_str().unwrap().to_string()).max().unwrap();
+    let atom = site.feed("all.atom");
+    let feed_updated = atom.split("<updated>").nth(1).and_then(|s| s.split('<').next()).unwrap();
+    assert_eq!(feed_updated.replace("+00:00", "Z"), newest.replace("+00:00", "Z"));
+}
+
+#[test]
+fn feeds_select_by_category_and_language_and_keep_limits() {
+    let config = format!(
+        "{BASE_CONFIG}\n[[feed]]\nname = \"ekonomi\"\ncategories = [\"ekonomi\"]\n\n[[feed]]\nname = \"english\"\nlanguages = [\"en\"]\n\n[[feed]]\nname = \"two\"\nlimit = 2\n"
+    );
+    let site = Site::with_config(&config);
+    site.drop_file("header.txt", &fixture("header-block.txt"));
+    site.drop_file("kereta.md", &fixture("markdown-toml.md"));
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    site.run_once();
+    let entries = |f: &str| site.feed(f).matches("<entry>").count();
+    assert_eq!(entries("all.atom"), 3);
+    assert_eq!(entries("ekonomi.atom"), 1);
+    assert!(site.feed("ekonomi.rss").contains("Pasar Tradisional"));
+    assert_eq!(entries("english.atom"), 1);
+    assert!(site.feed("english.json").contains("Jadwal Kereta"));
+    assert_eq!(entries("two.atom"), 2);
+}
+
+#[test]
+fn run_once_works_on_the_shipped_default_config() {
+    // A fresh clone: config/siar.toml as shipped, run from the repository root with no --config.
+    let root = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(root.path().join("config")).expect("mkdir");
+    fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/siar.toml"), root.path().join("config/siar.toml"))
+        .expect("copy config");
+    fs::create_dir(root.path().join("drop")).expect("mkdir");
+    fs::write(root.path().join("drop/banjir.txt"), fixture("dateline-credits.txt")).expect("write");
+    let out = Command::new(support::BIN)
+        .args(["run", "--once"])
+        .current_dir(root.path())
+        .env_remove("SIAR_CONFIG")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["all.rss", "all.atom", "all.json"] {
+        assert!(root.path().join("feeds").join(f).exists(), "feeds/{f} missing");
+    }
+    assert!(root.path().join("drop/done/banjir.txt").exists());
+    assert!(fs::read_to_string(root.path().join("feeds/all.atom")).expect("read").contains("Hujan deras"));
+    let check = Command::new(support::BIN).arg("check").current_dir(root.path()).output().expect("check");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
+
+#[test]
+fn check_reports_config_errors_with_exit_78() {
+    let bad = |config: &str, wants: &[&str]| {
+        let site = Site::with_config(config);
+        let out = site.siar(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{err}");
+        for w in wants {
+            assert!(err.contains(w), "expected {w:?} in: {err}");
+        }
+        assert!(err.contains("siar.toml"), "names the file: {err}");
+        let run = site.siar(&["run", "--once"]);
+        assert_eq!(run.status.code(), Some(78), "run refuses too");
+    };
+    bad(
+        &BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"every five minutes\""),
+        &["[publish] schedule", "expected"],
+    );
+    bad(&BASE_CONFIG.replace("[ingest]", "[ingest]\nsettel = \"2s\""), &["settel"]);
+    bad(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"0 9 * * 9\""), &["day-of-week"]);
+
+    let site = Site::new();
+    fs::write(site.path("drop"), b"not a directory").expect("write");
+    let out = site.siar(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("[paths] drop") && err.contains("not a directory"), "{err}");
+
+    let good = Site::new().siar(&["check"]);
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(text.contains("next publish times"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("  20")).count(), 3, "three times: {text}");
+}
+
+#[test]
+fn ingest_command_and_list_while_the_daemon_runs() {
+    let site = Site::new();
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the control socket", || site.path("state/control.sock").exists());
+    let src = site.path("incoming-banjir.txt");
+    fs::write(&src, fixture("dateline-credits.txt")).expect("write");
+    let out = site.siar(&["ingest", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(src.exists(), "ingest copies, never moves the source");
+    // `list` must go through the daemon (sled admits one process).
+    wait_until(Duration::from_secs(10), "the handed-in file to be listed", || site.list().len() == 1);
+    let plain = site.siar(&["list"]);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("Hujan deras"));
+    // A second daemon on the same state is refused clearly.
+    let second = site.siar(&["run", "--once"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{err}");
+    assert!(err.contains("in use by another process"), "{err}");
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(daemon.log().contains("store flushed"));
+    let missing = site.siar(&["ingest", "/nonexistent/berita.txt"]);
+    assert_eq!(missing.status.code(), Some(66));
+}
+
+#[test]
+fn cron_schedule_publishes() {
+    let config = BASE_CONFIG
+        .replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\"")
+        .replace("on_ingest = true", "on_ingest = false");
+    let site = Site::with_config(&config);
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the first publish", || site.path("feeds/all.rss").exists());
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    wait_until(Duration::from_secs(10), "a scheduled publish with the new article", || {
+        site.feed("all.rss").contains("taman baru")
+    });
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn sigkill_during_ingest_loses_and_doubles_nothing() {
+    const N: usize = 600;
+    let site = Site::new();
+    fs::create_dir_all(site.drop_dir()).expect("mkdir");
+    for i in 0..N {
+        let body = format!("Title: Berita nomor {i}\n\nIsi berita nomor {i} yang unik.\nParagraf kedua {i}.\n");
+        site.drop_file(&format!("berita-{i:04}.txt"), body.as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(250)); // let them settle
+    for round in 0..3 {
+        let mut daemon = site.spawn();
+        let target = (round + 1) * N / 5;
+        wait_until(Duration::from_secs(60), "some files to be acknowledged", || {
+            site.files_in("drop/done").len() >= target || site.pending().is_empty()
+        });
+        daemon.kill9();
+    }
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(60), "the drop folder to drain", || site.pending().is_empty());
+    assert!(daemon.stop().success());
+
+    let articles = site.list();
+    let mut keys: Vec<&str> = articles.iter().map(|a| a["key"].as_str().unwrap()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), N, "every article exactly once");
+    assert_eq!(articles.len(), N, "no article twice");
+    assert!(articles.iter().all(|a| a["version"] == 1), "no spurious updates");
+    assert_eq!(site.files_in("drop/done").len(), N, "every input acknowledged, none lost or copied");
+    assert!(site.files_in("drop/failed").is_empty());
+}

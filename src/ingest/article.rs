@@ -48,10 +48,19 @@ fn clean(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn resolve(cfg: &Config, name: &str, draft: Draft, mtime: DateTime<Utc>, hash: &[u8; 32]) -> Result<(Article, bool), Reject> {
+fn resolve(
+    cfg: &Config,
+    name: &str,
+    draft: Draft,
+    mtime: DateTime<Utc>,
+    hash: &[u8; 32],
+) -> Result<(Article, bool), Reject> {
     let meta = &draft.meta;
     if meta.get("draft").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "yes") {
-        return Err(Reject::new("draft", "the front matter says draft: true; set it to false (or remove it) and drop the file again"));
+        return Err(Reject::new(
+            "draft",
+            "the front matter says draft: true; set it to false (or remove it) and drop the file again",
+        ));
     }
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
     let mut slug = meta.get("slug").map(slugify).filter(|s| !s.is_empty()).unwrap_or_else(|| slugify(stem));
@@ -78,7 +87,12 @@ fn resolve(cfg: &Config, name: &str, draft: Draft, mtime: DateTime<Utc>, hash: &
     let published = published.with_nanosecond(0).unwrap_or(published);
     let language = match meta.get("lang") {
         Some(l) if is_language_tag(l) => l.to_string(),
-        Some(l) => return Err(Reject::new("bad-lang", format!("Lang: {l:?} is not a language tag; expected e.g. \"id\" or \"en\""))),
+        Some(l) => {
+            return Err(Reject::new(
+                "bad-lang",
+                format!("Lang: {l:?} is not a language tag; expected e.g. \"id\" or \"en\""),
+            ));
+        }
         None => cfg.site.language.clone(),
     };
     let link = match meta.get("link") {
@@ -222,8 +236,14 @@ mod tests {
     #[test]
     fn dates() {
         let tz = chrono_tz::Asia::Jakarta;
-        assert_eq!(parse_date("2026-11-27T08:00:00Z", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T08:00:00+00:00".into()));
-        assert_eq!(parse_date("Fri, 27 Nov 2026 08:00:00 +0700", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T08:00:00+07:00".into()));
+        assert_eq!(
+            parse_date("2026-11-27T08:00:00Z", tz).map(|d| d.to_rfc3339()),
+            Some("2026-11-27T08:00:00+00:00".into())
+        );
+        assert_eq!(
+            parse_date("Fri, 27 Nov 2026 08:00:00 +0700", tz).map(|d| d.to_rfc3339()),
+            Some("2026-11-27T08:00:00+07:00".into())
+        );
         assert_eq!(parse_date("2026-11-27", tz).map(|d| d.to_rfc3339()), Some("2026-11-27T00:00:00+07:00".into()));
         assert!(parse_date("27/11/2026", tz).is_none());
     }

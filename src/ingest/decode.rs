@@ -26,16 +26,25 @@ pub fn decode(bytes: &[u8]) -> Result<(String, &'static str), Reject> {
         return Err(Reject::new("empty", "the file is empty (or only white space): nothing to publish"));
     }
     if let Some((_, what)) = MAGIC.iter().find(|(m, _)| bytes.starts_with(m)) {
-        return Err(Reject::new("not-text", format!("not a text file: it looks like {what}; drop the article as plain text or Markdown")));
+        return Err(Reject::new(
+            "not-text",
+            format!("not a text file: it looks like {what}; drop the article as plain text or Markdown"),
+        ));
     }
     let (text, encoding) = if let Some((enc, bom_len)) = Encoding::for_bom(bytes) {
         let (text, had_errors) = enc.decode_without_bom_handling(&bytes[bom_len..]);
         if had_errors {
-            return Err(Reject::new("undecodable", format!("starts with a {} byte-order mark but is not valid {0}", enc.name())));
+            return Err(Reject::new(
+                "undecodable",
+                format!("starts with a {} byte-order mark but is not valid {0}", enc.name()),
+            ));
         }
         (text.into_owned(), enc.name())
     } else if bytes.contains(&0) {
-        return Err(Reject::new("not-text", "not a text file: it contains NUL bytes (binary data, or UTF-16 without a byte-order mark)"));
+        return Err(Reject::new(
+            "not-text",
+            "not a text file: it contains NUL bytes (binary data, or UTF-16 without a byte-order mark)",
+        ));
     } else if let Ok(s) = std::str::from_utf8(bytes) {
         (s.to_string(), "UTF-8")
     } else {
@@ -48,7 +57,10 @@ pub fn decode(bytes: &[u8]) -> Result<(String, &'static str), Reject> {
         }
         (text.into_owned(), enc.name())
     };
-    let controls = text.chars().filter(|&c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}')) || c == '\u{fffd}').count();
+    let controls = text
+        .chars()
+        .filter(|&c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}')) || c == '\u{fffd}')
+        .count();
     let total = text.chars().count().max(1);
     if controls * 20 > total {
         return Err(Reject::new(

@@ -32,7 +32,13 @@ pub struct Entry {
 impl Entry {
     /// The name for logs and notes: lossy UTF-8 with control characters escaped (no log injection).
     pub fn display_name(&self) -> String {
-        self.name.to_string_lossy().chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
+        self.name
+            .to_string_lossy()
+            .chars()
+            .flat_map(char::escape_debug)
+            .collect::<String>()
+            .replace("\\'", "'")
+            .replace("\\\"", "\"")
     }
 }
 
@@ -112,7 +118,11 @@ impl DropFolder {
             if !meta.file_type().is_file() {
                 let is_ours = meta.is_dir() && (name == DONE || name == FAILED);
                 if !is_ours && self.warned.insert(name.clone(), ()).is_none() {
-                    let kind = if meta.file_type().is_symlink() { "a symbolic link (never followed)" } else { "not a regular file" };
+                    let kind = if meta.file_type().is_symlink() {
+                        "a symbolic link (never followed)"
+                    } else {
+                        "not a regular file"
+                    };
                     warn!("drop folder: skipping {:?}: {kind}", self.dir.join(&name));
                 }
                 continue;
@@ -173,7 +183,11 @@ impl DropFolder {
         if before.len() > self.max_size {
             return Err(Reject::new(
                 "too-large",
-                format!("the file is {} bytes, over [ingest] max_size of {} bytes; split it or raise the limit", before.len(), self.max_size),
+                format!(
+                    "the file is {} bytes, over [ingest] max_size of {} bytes; split it or raise the limit",
+                    before.len(),
+                    self.max_size
+                ),
             ));
         }
         let mut bytes = Vec::with_capacity(before.len() as usize);
@@ -182,7 +196,9 @@ impl DropFolder {
             .read_to_end(&mut bytes)
             .map_err(|e| Reject::new("unreadable", format!("reading the file failed: {e}")))?;
         let after = file.metadata().map_err(|e| Reject::new("unreadable", format!("cannot stat the file: {e}")))?;
-        let unchanged = after.len() == bytes.len() as u64 && after.modified().ok() == Some(entry.mtime) && after.ino() == before.ino();
+        let unchanged = after.len() == bytes.len() as u64
+            && after.modified().ok() == Some(entry.mtime)
+            && after.ino() == before.ino();
         if !unchanged {
             self.seen.remove(&entry.name);
             return Ok(None);

@@ -54,7 +54,10 @@ fn split_front_matter(text: &str) -> Result<(Meta, &str), Reject> {
         pos += line.len();
     }
     let Some((fm_end, body_start)) = end else {
-        return Err(Reject::new("front-matter", format!("the front matter opened by {fence} on line 1 is never closed")));
+        return Err(Reject::new(
+            "front-matter",
+            format!("the front matter opened by {fence} on line 1 is never closed"),
+        ));
     };
     let fm = &text[start..fm_end];
     let mut meta = Meta::default();
@@ -69,11 +72,14 @@ fn split_front_matter(text: &str) -> Result<(Meta, &str), Reject> {
                     meta.push_list(&key, yaml_values(&v));
                 }
             }
-            Some(_) => return Err(Reject::new("front-matter", "the YAML front matter must be a mapping of keys to values")),
+            Some(_) => {
+                return Err(Reject::new("front-matter", "the YAML front matter must be a mapping of keys to values"));
+            }
         }
     } else {
-        let table: toml::Table = toml::from_str(fm)
-            .map_err(|e| Reject::new("front-matter", format!("the TOML front matter is not valid: {}", e.to_string().trim_end())))?;
+        let table: toml::Table = toml::from_str(fm).map_err(|e| {
+            Reject::new("front-matter", format!("the TOML front matter is not valid: {}", e.to_string().trim_end()))
+        })?;
         for (k, v) in table {
             let values = match v {
                 toml::Value::Array(a) => a.iter().filter_map(toml_scalar).collect(),
@@ -113,7 +119,10 @@ fn toml_scalar(v: &toml::Value) -> Option<String> {
 }
 
 fn options() -> Options {
-    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES | Options::ENABLE_SMART_PUNCTUATION
+    Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_SMART_PUNCTUATION
 }
 
 /// Markdown -> HTML -> sanitized HTML with absolute URLs (feed readers have no base to resolve against).
@@ -162,8 +171,11 @@ mod tests {
 
     #[test]
     fn yaml_front_matter() {
-        let d = parse("---\ntitle: Banjir di Kota\ntags: [banjir, cuaca]\nauthor:\n  - Ani\n  - Budi\n---\nAir **naik**.\n", &base())
-            .expect("draft");
+        let d = parse(
+            "---\ntitle: Banjir di Kota\ntags: [banjir, cuaca]\nauthor:\n  - Ani\n  - Budi\n---\nAir **naik**.\n",
+            &base(),
+        )
+        .expect("draft");
         assert_eq!(d.meta.get("title"), Some("Banjir di Kota"));
         assert_eq!(d.meta.list("tags"), ["banjir", "cuaca"]);
         assert_eq!(d.meta.list("author"), ["Ani", "Budi"]);

@@ -135,7 +135,12 @@ const BATCH_TIME: Duration = Duration::from_millis(250);
 
 /// One pass: ingest every settled file in the folder, in batches of one flush each.
 /// Stops between files when `stop` is cancelled (the file in hand is finished and acknowledged).
-pub fn pass(folder: &mut DropFolder, cfg: &Config, store: &Store, stop: &CancellationToken) -> Result<PassReport, crate::store::Error> {
+pub fn pass(
+    folder: &mut DropFolder,
+    cfg: &Config,
+    store: &Store,
+    stop: &CancellationToken,
+) -> Result<PassReport, crate::store::Error> {
     let mut report = PassReport::default();
     let scan = folder.scan(SystemTime::now());
     report.waiting = scan.waiting;
@@ -207,7 +212,13 @@ pub fn pass(folder: &mut DropFolder, cfg: &Config, store: &Store, stop: &Cancell
         for (entry, reject, hash) in failed {
             report.rejected += 1;
             match folder.reject(&entry, &reject, hash) {
-                Ok(to) => warn!("rejected {}: {} [{}]; moved to {}", entry.display_name(), reject.reason, reject.code, to.display()),
+                Ok(to) => warn!(
+                    "rejected {}: {} [{}]; moved to {}",
+                    entry.display_name(),
+                    reject.reason,
+                    reject.code,
+                    to.display()
+                ),
                 Err(e) => {
                     folder.mark_stuck(&entry);
                     error!(
@@ -275,7 +286,9 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
                 }
             }
             Err(e) => {
-                error!("ingest stopped: the store failed: {e}; files stay in the drop folder; restart siar once the cause is fixed");
+                error!(
+                    "ingest stopped: the store failed: {e}; files stay in the drop folder; restart siar once the cause is fixed"
+                );
                 return;
             }
         }

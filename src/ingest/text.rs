@@ -4,7 +4,7 @@
 //! paragraph the summary, trailing credits `(q cox, tama dinie)` the byline. Pure: text in, Draft out.
 
 use super::{Draft, Meta, Reject};
-use crate::article::Dateline;
+use crate::article::{Dateline, escape_html};
 
 /// Longest derived title, in characters, before it is shortened at a word boundary.
 pub const TITLE_MAX: usize = 110;
@@ -93,7 +93,7 @@ fn paragraphs(body: &str) -> Vec<String> {
     if wrapped {
         blocks.iter().map(|b| b.join(" ")).collect()
     } else {
-        blocks.into_iter().flatten().map(|l| collapse_spaces(l)).collect()
+        blocks.into_iter().flatten().map(collapse_spaces).collect()
     }
 }
 
@@ -120,7 +120,9 @@ pub fn split_dateline(p: &str) -> (Option<Dateline>, &str) {
         let place = head[..open].trim().trim_end_matches(',').trim();
         let outlet = head[open + 1..].strip_suffix(')').map(str::trim);
         match outlet {
-            Some(o) if is_place(place, false) && is_outlet(o) => Dateline { place: place.into(), outlet: Some(o.into()) },
+            Some(o) if is_place(place, false) && is_outlet(o) => {
+                Dateline { place: place.into(), outlet: Some(o.into()) }
+            }
             _ => return (None, p),
         }
     } else if let Some((place, outlet)) = head.split_once(',') {
@@ -204,9 +206,9 @@ pub fn derive_title(lead: &str) -> String {
 
 /// Abbreviations that end with a period without ending a sentence (Indonesian and English).
 const ABBREVIATIONS: &[&str] = &[
-    "dr", "drs", "dra", "ir", "prof", "h", "hj", "st", "jl", "jln", "no", "kh", "kec", "kab", "kel", "tbk", "pt", "cv", "dll",
-    "dsb", "dst", "yth", "bpk", "sdr", "ny", "tn", "mr", "mrs", "ms", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "rp", "s.h",
-    "s.e", "m.si", "s.pd", "mt", "sh", "se",
+    "dr", "drs", "dra", "ir", "prof", "h", "hj", "st", "jl", "jln", "no", "kh", "kec", "kab", "kel", "tbk", "pt", "cv",
+    "dll", "dsb", "dst", "yth", "bpk", "sdr", "ny", "tn", "mr", "mrs", "ms", "jr", "sr", "vs", "etc", "inc", "ltd",
+    "co", "rp", "s.h", "s.e", "m.si", "s.pd", "mt", "sh", "se",
 ];
 
 fn first_sentence(p: &str) -> &str {
@@ -258,21 +260,6 @@ pub fn shorten(s: &str, max: usize) -> String {
     format!("{}…", head.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '-' | '–' | '—')))
 }
 
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +302,10 @@ mod tests {
     #[test]
     fn titles_from_lead_sentences() {
         assert_eq!(derive_title("Harga cabai naik. Pedagang mengeluh."), "Harga cabai naik");
-        assert_eq!(derive_title("Dr. Budi dan H. Ali hadir di Jl. Merdeka. Acara dimulai."), "Dr. Budi dan H. Ali hadir di Jl. Merdeka");
+        assert_eq!(
+            derive_title("Dr. Budi dan H. Ali hadir di Jl. Merdeka. Acara dimulai."),
+            "Dr. Budi dan H. Ali hadir di Jl. Merdeka"
+        );
         assert_eq!(derive_title("Gubernur bilang “Maju!” Lalu pergi."), "Gubernur bilang “Maju!”");
         let long = "Seluruh anggota Korps Pegawai Negeri (Korpri) diharapkan sigap dan tanggap dalam merespon perubahan global akibat Pandemi Covid-19.";
         let t = derive_title(long);

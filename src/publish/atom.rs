@@ -5,7 +5,7 @@ use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, 
 use chrono::{DateTime, Duration, Utc};
 
 use super::FeedDoc;
-use crate::article::strip_forbidden;
+use crate::article::{escape_html, strip_forbidden};
 
 pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     let feed_lang = &doc.site.language;
@@ -13,7 +13,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     let mut seen_updated: Vec<DateTime<Utc>> = Vec::with_capacity(doc.articles.len());
     let entries = doc.articles.iter().map(|a| {
         let lang = (!a.language.eq_ignore_ascii_case(feed_lang)).then(|| a.language.clone());
-        let text = |v: &str| Text { value: s(v), lang: lang.clone(), r#type: TextType::Text, ..Default::default() };
+        let text = |v: &str| text_construct(&s(v), lang.clone());
         // Atom readers (and the W3C validator) take two entries with one `updated` for a broken
         // generator: ties are told apart by microseconds, in feed order, so output stays deterministic.
         let mut updated = a.updated;
@@ -45,15 +45,29 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         }
     });
     let feed = Feed {
-        title: Text::plain(s(&doc.feed.title)),
-        subtitle: Some(Text::plain(s(&doc.feed.description))),
+        title: text_construct(&s(&doc.feed.title), None),
+        subtitle: Some(text_construct(&s(&doc.feed.description), None)),
         id: doc.id.clone(),
         updated: doc.updated.unwrap_or(DateTime::UNIX_EPOCH).fixed_offset(),
         authors: vec![Person { name: s(&doc.site.author), uri: Some(doc.site.link.to_string()), ..Default::default() }],
-        generator: Some(Generator { value: "siar".into(), version: Some(env!("CARGO_PKG_VERSION").into()), ..Default::default() }),
+        generator: Some(Generator {
+            value: "siar".into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            ..Default::default()
+        }),
         links: vec![
-            Link { href: doc.site.link.to_string(), rel: "alternate".into(), mime_type: Some("text/html".into()), ..Default::default() },
-            Link { href: doc.urls.atom.clone(), rel: "self".into(), mime_type: Some("application/atom+xml".into()), ..Default::default() },
+            Link {
+                href: doc.site.link.to_string(),
+                rel: "alternate".into(),
+                mime_type: Some("text/html".into()),
+                ..Default::default()
+            },
+            Link {
+                href: doc.urls.atom.clone(),
+                rel: "self".into(),
+                mime_type: Some("application/atom+xml".into()),
+                ..Default::default()
+            },
         ],
         lang: Some(feed_lang.clone()),
         entries: entries.collect(),
@@ -63,4 +77,14 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     let mut out = feed.write_with_config(Vec::new(), config).map_err(|e| format!("Atom writer: {e}"))?;
     out.push(b'\n');
     Ok(out)
+}
+
+/// A text construct. Text with `<` or `&` is sent as escaped HTML: RFC 4287 allows either, but
+/// readers (and the W3C validator) take markup-like plain text for undeclared HTML.
+fn text_construct(value: &str, lang: Option<String>) -> Text {
+    if value.contains(['<', '&']) {
+        Text { value: escape_html(value), lang, r#type: TextType::Html, ..Default::default() }
+    } else {
+        Text { value: value.to_string(), lang, r#type: TextType::Text, ..Default::default() }
+    }
 }

@@ -57,7 +57,8 @@ pub fn selects(feed: &Feed, a: &Article) -> bool {
     let cat_ok = feed.categories.is_empty()
         || a.categories.iter().chain(&a.tags).any(|c| feed.categories.iter().any(|f| f.eq_ignore_ascii_case(c.trim())));
     let primary = |l: &str| l.split('-').next().unwrap_or_default().to_ascii_lowercase();
-    let lang_ok = feed.languages.is_empty() || feed.languages.iter().any(|l| l.eq_ignore_ascii_case(&a.language) || *l == primary(&a.language));
+    let lang_ok = feed.languages.is_empty()
+        || feed.languages.iter().any(|l| l.eq_ignore_ascii_case(&a.language) || *l == primary(&a.language));
     cat_ok && lang_ok
 }
 
@@ -69,7 +70,11 @@ pub fn render(cfg: &Config, feed: &Feed, articles: &[Article]) -> Result<Vec<(&'
         feed,
         site: &cfg.site,
         id: feed.id.clone().unwrap_or_else(|| feed.url(&cfg.publish, "atom")),
-        urls: Urls { rss: feed.url(&cfg.publish, "rss"), atom: feed.url(&cfg.publish, "atom"), json: feed.url(&cfg.publish, "json") },
+        urls: Urls {
+            rss: feed.url(&cfg.publish, "rss"),
+            atom: feed.url(&cfg.publish, "atom"),
+            json: feed.url(&cfg.publish, "json"),
+        },
         updated: articles.iter().map(|a| a.updated).max(),
         articles,
     };

@@ -8,7 +8,7 @@ use rss::extension::{Extension, ExtensionMap};
 use rss::{Category, Channel, Guid, Item};
 
 use super::FeedDoc;
-use crate::article::strip_forbidden;
+use crate::article::{escape_html, strip_forbidden};
 
 pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     let items = doc.articles.iter().map(|a| {
@@ -22,7 +22,10 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             categories: doc.categories(a).map(|c| Category { name: s(c), domain: None }).collect(),
             guid: Some(Guid { value: s(&a.id), permalink: false }),
             pub_date: Some(a.published.to_rfc2822()),
-            dublin_core_ext: Some(DublinCoreExtension { creators: a.authors.iter().map(|n| s(n)).collect(), ..Default::default() }),
+            dublin_core_ext: Some(DublinCoreExtension {
+                creators: a.authors.iter().map(|n| s(n)).collect(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     });
@@ -50,11 +53,51 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         namespaces: BTreeMap::from([("atom".to_string(), "http://www.w3.org/2005/Atom".to_string())]),
         ..Default::default()
     };
-    let mut out = channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| format!("RSS writer: {e}"))?;
-    out.push(b'\n');
-    Ok(out)
+    let out = channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| format!("RSS writer: {e}"))?;
+    let mut out = String::from_utf8(out).map_err(|e| format!("RSS writer: {e}"))?;
+    out = plain_text_refs(&out, &["title", "dc:creator", "category"]);
+    out.push('\n');
+    Ok(out.into_bytes())
 }
 
-pub fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// RSS text elements are read as HTML by some readers and as plain text by others. The RSS
+/// Advisory Board's profile says how to mark plain text unambiguously: write `&` and `<` as the
+/// hexadecimal references `&#x26;` and `&#x3C;`. The writer escaped them as `&amp;` and `&lt;`.
+fn plain_text_refs(xml: &str, elements: &[&str]) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    'scan: while !rest.is_empty() {
+        for name in elements {
+            let open = format!("<{name}>");
+            if rest.starts_with(&open) {
+                let close = format!("</{name}>");
+                if let Some(end) = rest.find(&close) {
+                    let text = &rest[open.len()..end];
+                    out.push_str(&open);
+                    out.push_str(&text.replace("&amp;", "&#x26;").replace("&lt;", "&#x3C;"));
+                    out.push_str(&close);
+                    rest = &rest[end + close.len()..];
+                    continue 'scan;
+                }
+            }
+        }
+        let next = rest[1..].find('<').map_or(rest.len(), |i| i + 1);
+        out.push_str(&rest[..next]);
+        rest = &rest[next..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_gets_hex_references() {
+        let xml = "<item><title>A &amp; B &lt;c&gt;</title><description>x &amp; y</description><category>R&amp;D</category></item>";
+        assert_eq!(
+            plain_text_refs(xml, &["title", "category"]),
+            "<item><title>A &#x26; B &#x3C;c&gt;</title><description>x &amp; y</description><category>R&#x26;D</category></item>"
+        );
+    }
 }

@@ -5,7 +5,9 @@ use chrono::DateTime;
 
 /// Characters XML 1.0 forbids must never reach a file (the writers copy them verbatim).
 fn check_chars(text: &str) -> Result<(), String> {
-    match text.char_indices().find(|&(_, c)| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')) {
+    match text.char_indices().find(
+        |&(_, c)| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'),
+    ) {
         Some((at, c)) => Err(format!("character U+{:04X} at byte {at} is not allowed in XML", c as u32)),
         None => Ok(()),
     }
@@ -116,6 +118,9 @@ mod tests {
         assert!(rss(bad_date.as_bytes(), 1).unwrap_err().contains("pubDate"));
         let atom_default = atom_syndication::Feed::default().to_string();
         assert!(atom(atom_default.as_bytes(), 0).unwrap_err().contains("id"));
-        assert!(json(b"{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":\"t\",\"items\":[{\"id\":\"\"}]}", 1).is_err());
+        assert!(
+            json(b"{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":\"t\",\"items\":[{\"id\":\"\"}]}", 1)
+                .is_err()
+        );
     }
 }

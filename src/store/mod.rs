@@ -22,7 +22,9 @@ pub enum Error {
     Locked { path: PathBuf, source: sled::Error },
     #[error("cannot open the store {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
-    #[error("the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar or rebuild the store")]
+    #[error(
+        "the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar or rebuild the store"
+    )]
     Schema { path: PathBuf, found: u32 },
     #[error("store {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
@@ -64,10 +66,16 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open().map_err(|source| {
-            let locked = matches!(&source, sled::Error::Io(e) if e.to_string().contains("lock"));
-            if locked { Error::Locked { path: path.to_path_buf(), source } } else { Error::Open { path: path.to_path_buf(), source } }
-        })?;
+        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open().map_err(
+            |source| {
+                let locked = matches!(&source, sled::Error::Io(e) if e.to_string().contains("lock"));
+                if locked {
+                    Error::Locked { path: path.to_path_buf(), source }
+                } else {
+                    Error::Open { path: path.to_path_buf(), source }
+                }
+            },
+        )?;
         let sled_err = |source| Error::Sled { path: path.to_path_buf(), source };
         let tree = |name: &str| db.open_tree(name).map_err(sled_err);
         let meta = tree("meta")?;
@@ -106,46 +114,58 @@ impl Store {
 
     /// Stores an article in one transaction: a new one, a new version of an existing one (same id,
     /// `updated` advanced, the old version kept in history), or nothing when it is a duplicate.
-    pub fn put(&self, incoming: Article, explicit_date: bool, file_hash: &[u8; 32], now: DateTime<Utc>) -> Result<Outcome, Error> {
-        let result = (&self.articles, &self.by_date, &self.by_hash, &self.history).transaction(|(articles, by_date, by_hash, history)| {
-            // A transaction may run more than once: start from the caller's article each time.
-            let mut incoming = incoming.clone();
-            if let Some(key) = by_hash.get(file_hash)? {
-                return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
-            }
-            by_hash.insert(&file_hash[..], incoming.key.as_bytes())?;
-            let old = match articles.get(incoming.key.as_bytes())? {
-                None => None,
-                Some(bytes) => Some(serde_json::from_slice::<Article>(&bytes).map_err(ConflictableTransactionError::Abort)?),
-            };
-            let outcome = match old {
-                None => {
-                    incoming.version = 1;
-                    Outcome::Inserted(incoming.clone())
+    pub fn put(
+        &self,
+        incoming: Article,
+        explicit_date: bool,
+        file_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, Error> {
+        let result = (&self.articles, &self.by_date, &self.by_hash, &self.history).transaction(
+            |(articles, by_date, by_hash, history)| {
+                // A transaction may run more than once: start from the caller's article each time.
+                let mut incoming = incoming.clone();
+                if let Some(key) = by_hash.get(file_hash)? {
+                    return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
                 }
-                Some(old) if old.digest == incoming.digest && (!explicit_date || old.published == incoming.published) => {
-                    return Ok(Outcome::Unchanged(old.key));
-                }
-                Some(old) => {
-                    // Keep the public id and, unless the new version names its own date, the first date.
-                    incoming.id = old.id.clone();
-                    incoming.version = old.version + 1;
-                    if !explicit_date {
-                        incoming.published = old.published;
+                by_hash.insert(&file_hash[..], incoming.key.as_bytes())?;
+                let old = match articles.get(incoming.key.as_bytes())? {
+                    None => None,
+                    Some(bytes) => {
+                        Some(serde_json::from_slice::<Article>(&bytes).map_err(ConflictableTransactionError::Abort)?)
                     }
-                    let floor = old.updated + chrono::Duration::seconds(1);
-                    incoming.updated = now.with_nanosecond(0).unwrap_or(now).max(floor);
-                    let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
-                    history.insert(keys::history(&old.key, old.version), old_bytes)?;
-                    by_date.remove(keys::by_date(&old.published, &old.key))?;
-                    Outcome::Updated(incoming.clone())
-                }
-            };
-            let bytes = serde_json::to_vec(&incoming).map_err(ConflictableTransactionError::Abort)?;
-            articles.insert(incoming.key.as_bytes(), bytes)?;
-            by_date.insert(keys::by_date(&incoming.published, &incoming.key), &[])?;
-            Ok(outcome)
-        });
+                };
+                let outcome = match old {
+                    None => {
+                        incoming.version = 1;
+                        Outcome::Inserted(incoming.clone())
+                    }
+                    Some(old)
+                        if old.digest == incoming.digest && (!explicit_date || old.published == incoming.published) =>
+                    {
+                        return Ok(Outcome::Unchanged(old.key));
+                    }
+                    Some(old) => {
+                        // Keep the public id and, unless the new version names its own date, the first date.
+                        incoming.id = old.id.clone();
+                        incoming.version = old.version + 1;
+                        if !explicit_date {
+                            incoming.published = old.published;
+                        }
+                        let floor = old.updated + chrono::Duration::seconds(1);
+                        incoming.updated = now.with_nanosecond(0).unwrap_or(now).max(floor);
+                        let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
+                        history.insert(keys::history(&old.key, old.version), old_bytes)?;
+                        by_date.remove(keys::by_date(&old.published, &old.key))?;
+                        Outcome::Updated(incoming.clone())
+                    }
+                };
+                let bytes = serde_json::to_vec(&incoming).map_err(ConflictableTransactionError::Abort)?;
+                articles.insert(incoming.key.as_bytes(), bytes)?;
+                by_date.insert(keys::by_date(&incoming.published, &incoming.key), &[])?;
+                Ok(outcome)
+            },
+        );
         result.map_err(|e| match e {
             TransactionError::Abort(e) => self.corrupt(e),
             TransactionError::Storage(e) => self.err(e),
@@ -245,7 +265,9 @@ mod tests {
         let now = Utc::now();
         let a = article("a", "First", "2026-11-01T00:00:00Z");
         assert!(matches!(store.put(a.clone(), false, &[1; 32], now).expect("put"), Outcome::Inserted(_)));
-        assert!(matches!(store.put(a.clone(), false, &[1; 32], now).expect("put"), Outcome::Duplicate(k) if k == "drop/a"));
+        assert!(
+            matches!(store.put(a.clone(), false, &[1; 32], now).expect("put"), Outcome::Duplicate(k) if k == "drop/a")
+        );
         assert!(matches!(store.put(a.clone(), false, &[2; 32], now).expect("put"), Outcome::Unchanged(_)));
         let mut edited = article("a", "First, corrected", "2026-11-05T00:00:00Z");
         edited.id = "tag:would-be-new".into();
@@ -272,7 +294,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let keys: Vec<String> = store.newest(2, |_| true).expect("newest").into_iter().map(|a| a.slug).collect();
         assert_eq!(keys, ["s03", "s02"]);
-        let keys: Vec<String> = store.newest(5, |a| a.slug != "s02").expect("newest").into_iter().map(|a| a.slug).collect();
+        let keys: Vec<String> =
+            store.newest(5, |a| a.slug != "s02").expect("newest").into_iter().map(|a| a.slug).collect();
         assert_eq!(keys, ["s03", "s01"]);
     }
 

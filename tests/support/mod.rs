@@ -1,0 +1,248 @@
+//! Test harness: a site in a temp dir (config, drop folder, store, output), the real `siar`
+//! binary run against it, and a Python with feedparser for the reader's-eye check.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_siar");
+
+/// The config every test starts from; `extra` is appended (more [[feed]] tables, say).
+pub const BASE_CONFIG: &str = r#"
+[site]
+title = "Suara Uji"
+link = "https://news.example.org/"
+description = "Berita uji"
+language = "id"
+author = "Redaksi Uji"
+timezone = "Asia/Jakarta"
+
+[paths]
+drop = "drop"
+state = "state"
+output = "feeds"
+
+[ingest]
+max_size = "64KiB"
+settle = "200ms"
+rescan = "1s"
+article_link = "{site}berita/{slug}"
+
+[publish]
+schedule = "0 0 1 1 *"
+on_ingest = true
+debounce = "200ms"
+
+[[feed]]
+name = "all"
+title = "Suara Uji — semua"
+limit = 50
+"#;
+
+pub struct Site {
+    pub dir: TempDir,
+    pub config: PathBuf,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site::with_config(BASE_CONFIG)
+    }
+
+    pub fn with_config(text: &str) -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("siar.toml");
+        fs::write(&config, text).expect("write config");
+        Site { dir, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn drop_dir(&self) -> PathBuf {
+        self.path("drop")
+    }
+
+    /// Drops a file the way producers should: a dotfile, then a rename.
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) {
+        let drop = self.drop_dir();
+        fs::create_dir_all(&drop).expect("mkdir drop");
+        let tmp = drop.join(format!(".{name}.uploading"));
+        fs::write(&tmp, bytes).expect("write");
+        fs::rename(&tmp, drop.join(name)).expect("rename");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(&self.config).args(args).env_remove("SIAR_CONFIG").env("RUST_LOG", "info");
+        c
+    }
+
+    pub fn siar(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run siar")
+    }
+
+    /// `run --once`, which must succeed; returns its log.
+    pub fn run_once(&self) -> String {
+        let out = self.siar(&["run", "--once"]);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "run --once failed: {:?}\n{log}", out.status);
+        log
+    }
+
+    /// `list --json`, newest first.
+    pub fn list(&self) -> Vec<Value> {
+        let out = self.siar(&["list", "--json"]);
+        assert!(out.status.success(), "list failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("list --json is a JSON array")
+    }
+
+    pub fn article(&self, slug: &str) -> Value {
+        let key = format!("drop/{slug}");
+        self.list().into_iter().find(|a| a["key"] == key.as_str()).unwrap_or_else(|| panic!("no article {key}"))
+    }
+
+    pub fn feed(&self, file: &str) -> String {
+        fs::read_to_string(self.path("feeds").join(file)).unwrap_or_else(|e| panic!("feeds/{file}: {e}"))
+    }
+
+    pub fn files_in(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.path(rel)) {
+            Ok(rd) => rd
+                .flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Files still waiting in the drop folder (not dotfiles).
+    pub fn pending(&self) -> Vec<String> {
+        self.files_in("drop").into_iter().filter(|n| !n.starts_with('.')).collect()
+    }
+
+    pub fn spawn(&self) -> Daemon {
+        self.spawn_with(&[])
+    }
+
+    pub fn spawn_with(&self, env: &[(&str, &str)]) -> Daemon {
+        let log = self.path(&format!("daemon-{}.log", unique()));
+        let file = fs::File::create(&log).expect("log file");
+        let mut cmd = self.command(&["run"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon { child: Some(cmd.spawn().expect("spawn siar run")), log }
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit (after a signal), at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "siar did not exit within {limit:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(30))
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.wait(Duration::from_secs(10));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A Python that has feedparser: $SIAR_TEST_PYTHON, else a venv under target/ made on first use.
+/// None (with a loud note) when it cannot be had here; under CI that is a failure.
+pub fn feedparser_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SIAR_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("feedparser-venv");
+    let python = venv.join("bin/python");
+    let has = |py: &Path| Command::new(py).args(["-c", "import feedparser"]).output().is_ok_and(|o| o.status.success());
+    if has(&python) {
+        return Some(python);
+    }
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "feedparser"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has(&python) {
+        return Some(python);
+    }
+    let why = "SKIPPED: cannot create a Python venv with feedparser (python3 -m venv + pip install feedparser failed)";
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI must be able to run this check");
+    }
+    eprintln!("\n*** {why}: the feedparser check did not run ***\n");
+    None
+}
