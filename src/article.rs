@@ -132,9 +132,37 @@ fn fold_accent(c: char) -> char {
 /// Removes characters XML 1.0 forbids (C0 controls other than tab, LF, CR; U+FFFE, U+FFFF;
 /// surrogates cannot occur in a Rust string). Applied at ingest and again before every render.
 pub fn strip_forbidden(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad =
-        |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
-    if s.chars().any(bad) { s.chars().filter(|&c| !bad(c)).collect::<String>().into() } else { s.into() }
+    if has_forbidden(s) { s.chars().filter(|&c| !is_forbidden(c)).collect::<String>().into() } else { s.into() }
+}
+
+pub fn is_forbidden(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// The fast check (bytes, no decoding) that renders call on every field: chunks without an early
+/// exit inside, so the compiler vectorizes the loop.
+pub fn has_forbidden(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut start = 0;
+    for chunk in b.chunks(64) {
+        let mut suspect = false;
+        for &x in chunk {
+            suspect |= (x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r') | (x == 0xEF);
+        }
+        if suspect {
+            // Look closer: a control byte, or U+FFFE/U+FFFF (EF BF BE / EF BF BF).
+            let hit = (start..start + chunk.len()).any(|i| {
+                let x = b[i];
+                (x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r'))
+                    || (x == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)))
+            });
+            if hit {
+                return true;
+            }
+        }
+        start += chunk.len();
+    }
+    false
 }
 
 /// Escapes text for HTML (element content and attribute values).
@@ -174,5 +202,8 @@ mod tests {
     #[test]
     fn forbidden_characters_go() {
         assert_eq!(strip_forbidden("a\u{0}b\u{b}c\u{fffe}\td\n"), "abc\td\n");
+        assert!(has_forbidden(&format!("{}\u{ffff}", "x".repeat(63))), "across a chunk boundary");
+        assert!(has_forbidden(&format!("{}\u{1f}", "é".repeat(100))));
+        assert!(!has_forbidden("\u{feff}\u{fffd}\u{efbf} “teks” biasa\t\r\n"));
     }
 }

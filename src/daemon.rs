@@ -132,7 +132,7 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         let signals = tokio::spawn(stop_on_signal(stop.clone()));
         let report = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
             let ingested = ingest::drain(&c, &s, &t)?;
-            let published = publish::publish_all(&c, &s)?;
+            let published = publish::Publisher::default().publish_all(&c, &s)?;
             s.flush()?;
             Ok((ingested, published))
         })

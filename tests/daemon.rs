@@ -370,7 +370,7 @@ fn cron_schedule_publishes() {
 
 #[test]
 fn sigkill_during_ingest_loses_and_doubles_nothing() {
-    const N: usize = 600;
+    const N: usize = 1500;
     let site = Site::new();
     fs::create_dir_all(site.drop_dir()).expect("mkdir");
     for i in 0..N {
@@ -378,14 +378,22 @@ fn sigkill_during_ingest_loses_and_doubles_nothing() {
         site.drop_file(&format!("berita-{i:04}.txt"), body.as_bytes());
     }
     std::thread::sleep(Duration::from_millis(250)); // let them settle
+    let mut killed_mid_ingest = 0;
     for round in 0..3 {
         let mut daemon = site.spawn();
-        let target = (round + 1) * N / 5;
-        wait_until(Duration::from_secs(60), "some files to be acknowledged", || {
-            site.files_in("drop/done").len() >= target || site.pending().is_empty()
-        });
+        let target = (round + 1) * N / 6;
+        support::wait_until_every(
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            "some files to be acknowledged",
+            || site.files_in("drop/done").len() >= target || site.pending().is_empty(),
+        );
         daemon.kill9();
+        if !site.pending().is_empty() {
+            killed_mid_ingest += 1;
+        }
     }
+    assert!(killed_mid_ingest > 0, "no SIGKILL landed during ingest; the test proved nothing");
     let mut daemon = site.spawn();
     wait_until(Duration::from_secs(60), "the drop folder to drain", || site.pending().is_empty());
     assert!(daemon.stop().success());

@@ -2,7 +2,7 @@
 //! without following links, and acknowledging them by moving them to `done/` or `failed/` (with a
 //! `.error` note). Nothing here is ever deleted or overwritten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -60,7 +60,7 @@ pub struct DropFolder {
     /// Files that could not be moved away, skipped while unchanged (no hot loop), with the (size, mtime) seen.
     stuck: HashMap<OsString, (u64, SystemTime)>,
     /// Entries already warned about (symlinks, directories, ...).
-    warned: HashMap<OsString, ()>,
+    warned: HashSet<OsString>,
 }
 
 /// Temporary names producers write under before renaming, and editor droppings.
@@ -80,7 +80,7 @@ impl DropFolder {
             max_size: cfg.max_size,
             seen: HashMap::new(),
             stuck: HashMap::new(),
-            warned: HashMap::new(),
+            warned: HashSet::new(),
         }
     }
 
@@ -108,7 +108,7 @@ impl DropFolder {
                 return Scan { ready, waiting: None };
             }
         };
-        let mut present = Vec::new();
+        let mut present = HashSet::new();
         for dirent in entries.flatten() {
             let name = dirent.file_name();
             if is_ignored(&name) {
@@ -117,7 +117,7 @@ impl DropFolder {
             let Ok(meta) = dirent.metadata() else { continue }; // vanished meanwhile
             if !meta.file_type().is_file() {
                 let is_ours = meta.is_dir() && (name == DONE || name == FAILED);
-                if !is_ours && self.warned.insert(name.clone(), ()).is_none() {
+                if !is_ours && self.warned.insert(name.clone()) {
                     let kind = if meta.file_type().is_symlink() {
                         "a symbolic link (never followed)"
                     } else {
@@ -128,7 +128,7 @@ impl DropFolder {
                 continue;
             }
             let (size, mtime) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-            present.push(name.clone());
+            present.insert(name.clone());
             if let Some(&(s, m)) = self.stuck.get(&name) {
                 if (s, m) == (size, mtime) {
                     continue;

@@ -22,7 +22,7 @@ pub use dropfolder::DropFolder;
 
 use crate::article::Dateline;
 use crate::config::Config;
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Put, Store};
 
 /// Why a file cannot be ingested: a short machine code and one or two lines for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +130,8 @@ pub struct PassReport {
 }
 
 /// Files per store flush: one fsync covers a whole batch.
-const BATCH_FILES: usize = 256;
-const BATCH_TIME: Duration = Duration::from_millis(250);
+const BATCH_FILES: usize = 1024;
+const BATCH_TIME: Duration = Duration::from_millis(500);
 
 /// One pass: ingest every settled file in the folder, in batches of one flush each.
 /// Stops between files when `stop` is cancelled (the file in hand is finished and acknowledged).
@@ -147,9 +147,10 @@ pub fn pass(
     let mut ready = scan.ready.into_iter().peekable();
     while ready.peek().is_some() && !stop.is_cancelled() {
         let started = Instant::now();
-        let mut done: Vec<(dropfolder::Entry, String)> = Vec::new();
+        let mut accepted: Vec<dropfolder::Entry> = Vec::new();
+        let mut puts: Vec<Put> = Vec::new();
         let mut failed: Vec<(dropfolder::Entry, Reject, Option<[u8; 32]>)> = Vec::new();
-        while done.len() + failed.len() < BATCH_FILES && started.elapsed() < BATCH_TIME && !stop.is_cancelled() {
+        while accepted.len() + failed.len() < BATCH_FILES && started.elapsed() < BATCH_TIME && !stop.is_cancelled() {
             let Some(entry) = ready.next() else { break };
             let (bytes, mtime) = match folder.read(&entry) {
                 Ok(Some(read)) => read,
@@ -162,16 +163,22 @@ pub fn pass(
                     continue;
                 }
             };
-            let name = entry.display_name();
-            let incoming = match build(cfg, &name, &bytes, DateTime::<Utc>::from(mtime)) {
-                Ok(incoming) => incoming,
-                Err(reject) => {
-                    let hash = *blake3::hash(&bytes).as_bytes();
-                    failed.push((entry, reject, Some(hash)));
-                    continue;
+            match build(cfg, &entry.display_name(), &bytes, DateTime::<Utc>::from(mtime)) {
+                Ok(incoming) => {
+                    puts.push(Put {
+                        article: incoming.article,
+                        explicit_date: incoming.explicit_date,
+                        file_hash: incoming.file_hash,
+                    });
+                    accepted.push(entry);
                 }
-            };
-            let outcome = store.put(incoming.article, incoming.explicit_date, &incoming.file_hash, Utc::now())?;
+                Err(reject) => failed.push((entry, reject, Some(*blake3::hash(&bytes).as_bytes()))),
+            }
+        }
+        // One transaction for the batch, one flush: durable first, then acknowledge by moving files.
+        let outcomes = if puts.is_empty() { Vec::new() } else { store.put_many(&puts, Utc::now())? };
+        let mut done: Vec<(dropfolder::Entry, String)> = Vec::new();
+        for (entry, outcome) in accepted.into_iter().zip(outcomes) {
             let line = match &outcome {
                 Outcome::Inserted(a) => {
                     report.stored += 1;
@@ -192,7 +199,6 @@ pub fn pass(
             };
             done.push((entry, line));
         }
-        // Durable first, then acknowledge by moving the files.
         if !done.is_empty() {
             store.flush()?;
         }

@@ -8,7 +8,8 @@ mod rss;
 pub mod validate;
 pub mod write;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -95,45 +96,83 @@ pub struct Report {
     pub failed: usize,
 }
 
-/// Publishes every feed once. One failing feed is logged and the others still publish.
-pub fn publish_all(cfg: &Config, store: &Store) -> Result<Report, crate::store::Error> {
-    let started = Instant::now();
-    let mut report = Report::default();
-    for feed in &cfg.feeds {
-        let articles = store.newest(feed.limit, |a| selects(feed, a))?;
-        let docs = match render(cfg, feed, &articles) {
-            Ok(d) => d,
-            Err(e) => {
-                report.failed += 3;
-                error!("feed {}: not published, the previous files stay: {e}", feed.name);
-                continue;
-            }
-        };
-        for (ext, bytes) in docs {
-            let path = cfg.paths.output.join(format!("{}.{ext}", feed.name));
-            match write::write_if_changed(&path, &bytes) {
-                Ok(true) => {
-                    report.written += 1;
-                    info!("wrote {} ({} items, {} bytes)", path.display(), articles.len(), bytes.len());
-                }
-                Ok(false) => {
-                    report.unchanged += 1;
-                    debug!("{} unchanged", path.display());
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    error!("cannot write {}: {e}; the previous file stays", path.display());
-                }
-            }
-        }
-    }
-    debug!("publish pass took {:?}", started.elapsed());
-    Ok(report)
+/// Publishes feeds, remembering what it last published: a feed whose articles have not changed
+/// since (and whose files are still there) is not rendered again, so cron ticks cost a store scan.
+#[derive(Default)]
+pub struct Publisher {
+    published: HashMap<String, blake3::Hash>,
 }
 
-async fn publish_blocking(cfg: &Arc<Config>, store: &Store) {
-    let (cfg, store) = (cfg.clone(), store.clone());
-    match tokio::task::spawn_blocking(move || publish_all(&cfg, &store)).await {
+/// Everything a feed's bytes depend on besides the config: which articles, in which versions.
+fn fingerprint(articles: &[Article]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for a in articles {
+        for part in [a.id.as_str(), a.digest.as_str(), &a.updated.to_rfc3339(), &a.published.to_rfc3339()] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+    }
+    h.finalize()
+}
+
+impl Publisher {
+    /// Publishes every feed once. One failing feed is logged and the others still publish.
+    pub fn publish_all(&mut self, cfg: &Config, store: &Store) -> Result<Report, crate::store::Error> {
+        let started = Instant::now();
+        let mut report = Report::default();
+        for feed in &cfg.feeds {
+            let articles = store.newest(feed.limit, |a| selects(feed, a))?;
+            let print = fingerprint(&articles);
+            let paths = FORMATS.map(|ext| cfg.paths.output.join(format!("{}.{ext}", feed.name)));
+            if self.published.get(&feed.name) == Some(&print) && paths.iter().all(|p| p.exists()) {
+                report.unchanged += 3;
+                continue;
+            }
+            let docs = match render(cfg, feed, &articles) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.failed += 3;
+                    error!("feed {}: not published, the previous files stay: {e}", feed.name);
+                    continue;
+                }
+            };
+            let mut all_ok = true;
+            for ((_, bytes), path) in docs.iter().zip(&paths) {
+                match write::write_if_changed(path, bytes) {
+                    Ok(true) => {
+                        report.written += 1;
+                        info!("wrote {} ({} items, {} bytes)", path.display(), articles.len(), bytes.len());
+                    }
+                    Ok(false) => {
+                        report.unchanged += 1;
+                        debug!("{} unchanged", path.display());
+                    }
+                    Err(e) => {
+                        all_ok = false;
+                        report.failed += 1;
+                        error!("cannot write {}: {e}; the previous file stays", path.display());
+                    }
+                }
+            }
+            if all_ok {
+                self.published.insert(feed.name.clone(), print);
+            } else {
+                self.published.remove(&feed.name);
+            }
+        }
+        debug!("publish pass took {:?}", started.elapsed());
+        Ok(report)
+    }
+}
+
+async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, store: &Store) {
+    let (publisher, cfg, store) = (publisher.clone(), cfg.clone(), store.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut publisher = publisher.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        publisher.publish_all(&cfg, &store)
+    })
+    .await;
+    match result {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => error!("publishing failed: {e}"),
         Err(e) => error!("publishing panicked: {e}"),
@@ -143,7 +182,8 @@ async fn publish_blocking(cfg: &Arc<Config>, store: &Store) {
 /// The publish task: once at start, then on every cron tick and (with on_ingest) a debounce after
 /// new articles. Never two publishes at once: one loop does them all.
 pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: CancellationToken) {
-    publish_blocking(&cfg, &store).await;
+    let publisher = Arc::new(Mutex::new(Publisher::default()));
+    publish_blocking(&publisher, &cfg, &store).await;
     loop {
         let Some(wait) = cfg.publish.schedule.until_next(Utc::now()) else {
             warn!("the publish schedule never fires again; publishing only after new articles");
@@ -161,6 +201,6 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
                 }
             }
         }
-        publish_blocking(&cfg, &store).await;
+        publish_blocking(&publisher, &cfg, &store).await;
     }
 }

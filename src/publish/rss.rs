@@ -64,27 +64,28 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
 /// Advisory Board's profile says how to mark plain text unambiguously: write `&` and `<` as the
 /// hexadecimal references `&#x26;` and `&#x3C;`. The writer escaped them as `&amp;` and `&lt;`.
 fn plain_text_refs(xml: &str, elements: &[&str]) -> String {
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    'scan: while !rest.is_empty() {
-        for name in elements {
-            let open = format!("<{name}>");
-            if rest.starts_with(&open) {
-                let close = format!("</{name}>");
-                if let Some(end) = rest.find(&close) {
-                    let text = &rest[open.len()..end];
-                    out.push_str(&open);
-                    out.push_str(&text.replace("&amp;", "&#x26;").replace("&lt;", "&#x3C;"));
-                    out.push_str(&close);
-                    rest = &rest[end + close.len()..];
-                    continue 'scan;
-                }
-            }
+    let tags: Vec<(String, String)> = elements.iter().map(|n| (format!("<{n}>"), format!("</{n}>"))).collect();
+    let mut out = String::with_capacity(xml.len() + 64);
+    let mut pos = 0;
+    while let Some(lt) = xml[pos..].find('<').map(|i| pos + i) {
+        let here = &xml[lt..];
+        let Some((open, close)) = tags.iter().find(|(o, _)| here.starts_with(o.as_str())) else {
+            out.push_str(&xml[pos..=lt]);
+            pos = lt + 1;
+            continue;
+        };
+        let text_start = lt + open.len();
+        let Some(len) = xml[text_start..].find(close.as_str()) else { break };
+        out.push_str(&xml[pos..text_start]);
+        let text = &xml[text_start..text_start + len];
+        if text.contains('&') {
+            out.push_str(&text.replace("&amp;", "&#x26;").replace("&lt;", "&#x3C;"));
+        } else {
+            out.push_str(text);
         }
-        let next = rest[1..].find('<').map_or(rest.len(), |i| i + 1);
-        out.push_str(&rest[..next]);
-        rest = &rest[next..];
+        pos = text_start + len;
     }
+    out.push_str(&xml[pos..]);
     out
 }
 

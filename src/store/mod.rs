@@ -7,7 +7,7 @@ mod keys;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Timelike, Utc};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
 use crate::article::Article;
@@ -52,6 +52,64 @@ pub enum Outcome {
     Unchanged(String),
     /// The same file bytes were stored before (under any name).
     Duplicate(String),
+}
+
+/// One article for `put_many`, with what the merge needs to know.
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub article: Article,
+    /// The article named its own date, so an update may move it.
+    pub explicit_date: bool,
+    /// blake3 of the source bytes: the same bytes again are a duplicate.
+    pub file_hash: [u8; 32],
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<serde_json::Error>>;
+
+fn put_one(
+    articles: &TransactionalTree,
+    by_date: &TransactionalTree,
+    by_hash: &TransactionalTree,
+    history: &TransactionalTree,
+    put: &Put,
+    now: DateTime<Utc>,
+) -> TxResult<Outcome> {
+    let mut incoming = put.article.clone();
+    if let Some(key) = by_hash.get(put.file_hash)? {
+        return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
+    }
+    by_hash.insert(&put.file_hash[..], incoming.key.as_bytes())?;
+    let old = match articles.get(incoming.key.as_bytes())? {
+        None => None,
+        Some(bytes) => Some(serde_json::from_slice::<Article>(&bytes).map_err(ConflictableTransactionError::Abort)?),
+    };
+    let outcome = match old {
+        None => {
+            incoming.version = 1;
+            Outcome::Inserted(incoming.clone())
+        }
+        Some(old) if old.digest == incoming.digest && (!put.explicit_date || old.published == incoming.published) => {
+            return Ok(Outcome::Unchanged(old.key));
+        }
+        Some(old) => {
+            // Keep the public id and, unless the new version names its own date, the first date.
+            incoming.id = old.id.clone();
+            incoming.version = old.version + 1;
+            if !put.explicit_date {
+                incoming.published = old.published;
+            }
+            let floor = old.updated + chrono::Duration::seconds(1);
+            incoming.updated = now.with_nanosecond(0).unwrap_or(now).max(floor);
+            let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
+            history.insert(keys::history(&old.key, old.version), old_bytes)?;
+            by_date.remove(keys::by_date(&old.published, &old.key))?;
+            Outcome::Updated(incoming.clone())
+        }
+    };
+    let bytes = serde_json::to_vec(&incoming).map_err(ConflictableTransactionError::Abort)?;
+    articles.insert(incoming.key.as_bytes(), bytes)?;
+    by_date.insert(keys::by_date(&incoming.published, &incoming.key), &[])?;
+    Ok(outcome)
 }
 
 #[derive(Clone)]
@@ -112,8 +170,7 @@ impl Store {
         Error::Corrupt { path: self.path.clone(), detail: detail.to_string() }
     }
 
-    /// Stores an article in one transaction: a new one, a new version of an existing one (same id,
-    /// `updated` advanced, the old version kept in history), or nothing when it is a duplicate.
+    /// Stores one article in one transaction; see `put_many`.
     pub fn put(
         &self,
         incoming: Article,
@@ -121,51 +178,19 @@ impl Store {
         file_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Outcome, Error> {
-        let result = (&self.articles, &self.by_date, &self.by_hash, &self.history).transaction(
-            |(articles, by_date, by_hash, history)| {
-                // A transaction may run more than once: start from the caller's article each time.
-                let mut incoming = incoming.clone();
-                if let Some(key) = by_hash.get(file_hash)? {
-                    return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
-                }
-                by_hash.insert(&file_hash[..], incoming.key.as_bytes())?;
-                let old = match articles.get(incoming.key.as_bytes())? {
-                    None => None,
-                    Some(bytes) => {
-                        Some(serde_json::from_slice::<Article>(&bytes).map_err(ConflictableTransactionError::Abort)?)
-                    }
-                };
-                let outcome = match old {
-                    None => {
-                        incoming.version = 1;
-                        Outcome::Inserted(incoming.clone())
-                    }
-                    Some(old)
-                        if old.digest == incoming.digest && (!explicit_date || old.published == incoming.published) =>
-                    {
-                        return Ok(Outcome::Unchanged(old.key));
-                    }
-                    Some(old) => {
-                        // Keep the public id and, unless the new version names its own date, the first date.
-                        incoming.id = old.id.clone();
-                        incoming.version = old.version + 1;
-                        if !explicit_date {
-                            incoming.published = old.published;
-                        }
-                        let floor = old.updated + chrono::Duration::seconds(1);
-                        incoming.updated = now.with_nanosecond(0).unwrap_or(now).max(floor);
-                        let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
-                        history.insert(keys::history(&old.key, old.version), old_bytes)?;
-                        by_date.remove(keys::by_date(&old.published, &old.key))?;
-                        Outcome::Updated(incoming.clone())
-                    }
-                };
-                let bytes = serde_json::to_vec(&incoming).map_err(ConflictableTransactionError::Abort)?;
-                articles.insert(incoming.key.as_bytes(), bytes)?;
-                by_date.insert(keys::by_date(&incoming.published, &incoming.key), &[])?;
-                Ok(outcome)
-            },
-        );
+        let mut out = self.put_many(&[Put { article: incoming, explicit_date, file_hash: *file_hash }], now)?;
+        Ok(out.remove(0))
+    }
+
+    /// Stores articles in one transaction (all or none): each is a new article, a new version of
+    /// an existing one (same id, `updated` advanced, the old version kept in history), or nothing
+    /// when its file bytes or its content were stored before. Outcomes are in input order.
+    pub fn put_many(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
+        let trees = (&self.articles, &self.by_date, &self.by_hash, &self.history);
+        let result = trees.transaction(|(articles, by_date, by_hash, history)| {
+            // A transaction may run more than once: every run starts from the callers' articles.
+            puts.iter().map(|p| put_one(articles, by_date, by_hash, history, p, now)).collect::<Result<Vec<_>, _>>()
+        });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => self.corrupt(e),
             TransactionError::Storage(e) => self.err(e),

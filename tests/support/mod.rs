@@ -211,11 +211,15 @@ impl Drop for Daemon {
 }
 
 /// Polls `cond` until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(limit: Duration, what: &str, cond: impl FnMut() -> bool) {
+    wait_until_every(limit, Duration::from_millis(25), what, cond);
+}
+
+pub fn wait_until_every(limit: Duration, every: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(every);
     }
 }
 
