@@ -78,7 +78,11 @@ fn main() {
         let started = Instant::now();
         let mut bytes = 0;
         for _ in 0..iterations {
-            bytes = siar::publish::render(&cfg, feed, &articles).expect("render").iter().map(|(_, b)| b.len()).sum();
+            bytes = siar::publish::render(&cfg, feed, &articles, store.created())
+                .expect("render")
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum();
         }
         let render = started.elapsed() / iterations;
         let mut publisher = siar::publish::Publisher::default();

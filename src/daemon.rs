@@ -152,7 +152,7 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         .map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
     let changed = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
-    tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
+    let ingest_task = tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
     tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, stop.clone()));
     tasks.spawn(control::run(listener, store.clone(), stop.clone()));
     tasks.close();
@@ -166,8 +166,10 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         cfg.publish.schedule.text()
     );
 
-    wait_for_signal().await;
-    info!("stopping: finishing the work in hand");
+    tokio::select! {
+        () = wait_for_signal() => info!("stopping: finishing the work in hand"),
+        () = stop.cancelled() => {}
+    }
     stop.cancel();
     tokio::select! {
         r = tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()) => {
@@ -176,6 +178,11 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
             }
         }
         () = wait_for_signal() => warn!("second signal: stopping at once"),
+    }
+    if ingest_task.is_finished()
+        && let Ok(Err(e)) = ingest_task.await
+    {
+        return Err(e.into());
     }
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.flush()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;

@@ -408,3 +408,65 @@ fn sigkill_during_ingest_loses_and_doubles_nothing() {
     assert_eq!(site.files_in("drop/done").len(), N, "every input acknowledged, none lost or copied");
     assert!(site.files_in("drop/failed").is_empty());
 }
+
+#[test]
+fn the_watcher_wakes_the_scan_before_the_rescan() {
+    let site = Site::with_config(&BASE_CONFIG.replace("rescan = \"1s\"", "rescan = \"1h\""));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the first publish", || site.path("feeds/all.atom").exists());
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    wait_until(Duration::from_secs(10), "inotify to wake the scan", || {
+        site.pending().is_empty() && site.list().len() == 1
+    });
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn the_periodic_rescan_finds_files_without_the_watcher() {
+    let site = Site::with_config(&BASE_CONFIG.replace("rescan = \"1s\"", "rescan = \"1s\"\nwatch = false"));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the first publish", || site.path("feeds/all.atom").exists());
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    wait_until(Duration::from_secs(10), "the rescan to find the file", || site.list().len() == 1);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_file_still_being_written_is_left_until_it_settles() {
+    use std::io::Write;
+    let site = Site::with_config(&BASE_CONFIG.replace("settle = \"200ms\"", "settle = \"1s\""));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(10), "the first publish", || site.path("feeds/all.atom").exists());
+    // A producer that cannot rename: it writes the final name directly, in pieces.
+    let mut f = fs::File::create(site.drop_dir().join("lambat.txt")).expect("create");
+    for part in ["Title: Ditulis Perlahan\n\n", "Paragraf satu.\n", "Paragraf dua.\n", "Paragraf terakhir.\n"] {
+        f.write_all(part.as_bytes()).expect("write");
+        f.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(site.list().is_empty(), "read before it settled");
+    }
+    drop(f);
+    wait_until(Duration::from_secs(10), "the settled file to be ingested", || site.list().len() == 1);
+    let a = site.article("lambat");
+    assert!(a["content_html"].as_str().unwrap().ends_with("<p>Paragraf terakhir.</p>"), "{}", a["content_html"]);
+    assert_eq!(a["version"], 1, "ingested once, complete");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_feed() {
+    let site = Site::new();
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    site.run_once();
+    let old_rss = site.feed("all.rss");
+    // Block the RSS temp file's name with a directory: the write fails, as on a full disk.
+    fs::create_dir(site.path("feeds/.all.rss.siar-tmp")).expect("mkdir");
+    site.drop_file("b.txt", &fixture("dateline-credits.txt"));
+    let log = site.run_once();
+    assert!(log.contains("cannot write") && log.contains("all.rss"), "{log}");
+    assert_eq!(site.feed("all.rss"), old_rss, "the previous RSS stays, whole");
+    assert!(site.feed("all.atom").contains("Hujan deras"), "other formats still publish");
+    fs::remove_dir(site.path("feeds/.all.rss.siar-tmp")).expect("rmdir");
+    site.run_once();
+    assert!(site.feed("all.rss").contains("Hujan deras"), "the next publish catches up");
+}

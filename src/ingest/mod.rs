@@ -262,7 +262,14 @@ pub fn drain(cfg: &Config, store: &Store, stop: &CancellationToken) -> Result<Pa
 }
 
 /// The ingest task: a pass at start, then on every watcher wake-up, settle deadline or rescan tick.
-pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: CancellationToken) {
+/// A store error is sticky (sled cannot go on after an I/O error): it stops the whole daemon,
+/// files stay in the drop folder, and the error is returned for the exit code.
+pub async fn run(
+    cfg: Arc<Config>,
+    store: Store,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) -> Result<(), crate::store::Error> {
     let wake = Arc::new(Notify::new());
     let _watcher = if cfg.ingest.watch { dropfolder::watch(&cfg.paths.drop, wake.clone()) } else { None };
     let mut folder = DropFolder::new(&cfg.paths.drop, &cfg.ingest);
@@ -276,8 +283,9 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
         let (back, result) = match joined {
             Ok(v) => v,
             Err(e) => {
-                error!("ingest pass panicked: {e}; ingest stops, restart siar");
-                return;
+                error!("ingest pass panicked: {e}; stopping siar");
+                stop.cancel();
+                return Ok(());
             }
         };
         folder = back;
@@ -292,14 +300,13 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
                 }
             }
             Err(e) => {
-                error!(
-                    "ingest stopped: the store failed: {e}; files stay in the drop folder; restart siar once the cause is fixed"
-                );
-                return;
+                error!("the store failed: {e}; stopping siar; unacknowledged files stay in the drop folder");
+                stop.cancel();
+                return Err(e);
             }
         }
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(next) => {}
             () = wake.notified() => {
                 // Let a burst of renames land before scanning.

@@ -48,7 +48,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         title: text_construct(&s(&doc.feed.title), None),
         subtitle: Some(text_construct(&s(&doc.feed.description), None)),
         id: doc.id.clone(),
-        updated: doc.updated.unwrap_or(DateTime::UNIX_EPOCH).fixed_offset(),
+        updated: doc.updated.fixed_offset(),
         authors: vec![Person { name: s(&doc.site.author), uri: Some(doc.site.link.to_string()), ..Default::default() }],
         generator: Some(Generator {
             value: "siar".into(),

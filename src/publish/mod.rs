@@ -35,8 +35,8 @@ pub struct FeedDoc<'a> {
     pub site: &'a Site,
     pub id: String,
     pub urls: Urls,
-    /// The newest `updated` among the articles (never the clock); None for an empty feed.
-    pub updated: Option<DateTime<Utc>>,
+    /// The newest `updated` among the articles (never the clock); the store's creation for an empty feed.
+    pub updated: DateTime<Utc>,
     pub articles: &'a [Article],
 }
 
@@ -65,8 +65,14 @@ pub fn selects(feed: &Feed, a: &Article) -> bool {
 
 pub const FORMATS: [&str; 3] = ["rss", "atom", "json"];
 
-/// Renders and validates one feed's three documents: `[(extension, bytes)]`.
-pub fn render(cfg: &Config, feed: &Feed, articles: &[Article]) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+/// Renders and validates one feed's three documents: `[(extension, bytes)]`. `empty_updated` is
+/// the feed's updated time when it has no articles.
+pub fn render(
+    cfg: &Config,
+    feed: &Feed,
+    articles: &[Article],
+    empty_updated: DateTime<Utc>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     let doc = FeedDoc {
         feed,
         site: &cfg.site,
@@ -76,7 +82,7 @@ pub fn render(cfg: &Config, feed: &Feed, articles: &[Article]) -> Result<Vec<(&'
             atom: feed.url(&cfg.publish, "atom"),
             json: feed.url(&cfg.publish, "json"),
         },
-        updated: articles.iter().map(|a| a.updated).max(),
+        updated: articles.iter().map(|a| a.updated).max().unwrap_or(empty_updated),
         articles,
     };
     let n = articles.len();
@@ -128,7 +134,7 @@ impl Publisher {
                 report.unchanged += 3;
                 continue;
             }
-            let docs = match render(cfg, feed, &articles) {
+            let docs = match render(cfg, feed, &articles, store.created()) {
                 Ok(d) => d,
                 Err(e) => {
                     report.failed += 3;

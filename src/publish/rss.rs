@@ -45,7 +45,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         link: doc.site.link.to_string(),
         description: strip_forbidden(&doc.feed.description).into_owned(),
         language: Some(doc.site.language.clone()),
-        last_build_date: doc.updated.map(|u| u.to_rfc2822()),
+        last_build_date: Some(doc.updated.to_rfc2822()),
         generator: Some(super::GENERATOR.into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         items: items.collect(),

@@ -115,6 +115,7 @@ fn put_one(
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
+    created: DateTime<Utc>,
     db: sled::Db,
     articles: Tree,
     by_date: Tree,
@@ -148,7 +149,20 @@ impl Store {
                 }
             }
         }
+        let created = match meta.get("created").map_err(sled_err)? {
+            Some(v) => String::from_utf8_lossy(&v).parse::<DateTime<Utc>>().ok(),
+            None => None,
+        };
+        let created = match created {
+            Some(c) => c,
+            None => {
+                let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+                meta.insert("created", now.to_rfc3339().as_bytes()).map_err(sled_err)?;
+                now
+            }
+        };
         Ok(Store {
+            created,
             articles: tree("articles")?,
             by_date: tree("by_date")?,
             by_hash: tree("by_hash")?,
@@ -156,6 +170,12 @@ impl Store {
             path: path.to_path_buf(),
             db,
         })
+    }
+
+    /// When this store was created: the `updated` time of a feed that has no articles yet
+    /// (stable across publishes, unlike the clock).
+    pub fn created(&self) -> DateTime<Utc> {
+        self.created
     }
 
     pub fn path(&self) -> &Path {
