@@ -470,3 +470,43 @@ fn a_failed_write_keeps_the_previous_feed() {
     site.run_once();
     assert!(site.feed("all.rss").contains("Hujan deras"), "the next publish catches up");
 }
+
+#[test]
+fn odd_entries_and_names_in_the_drop_folder() {
+    use std::os::unix::ffi::OsStrExt;
+    let site = Site::new();
+    let drop = site.drop_dir();
+    fs::create_dir_all(drop.join("subdir")).expect("mkdir");
+    let secret = site.path("secret.txt");
+    fs::write(&secret, b"RAHASIA: never publish this.\n").expect("write");
+    std::os::unix::fs::symlink(&secret, drop.join("link.txt")).expect("symlink");
+    let fifo = drop.join("pipe.txt");
+    let made = Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    assert!(made, "mkfifo failed");
+    let odd: &[&[u8]] = &[b"-leading-dash.txt", b"spasi di nama.txt", b"baris\nbaru.txt", b"latin1-\xe9t\xe9.txt"];
+    for (i, name) in odd.iter().enumerate() {
+        let body = format!("Berita aneh nomor {i} dengan nama berkas yang tidak biasa.\n");
+        fs::write(drop.join(std::ffi::OsStr::from_bytes(name)), body).expect("write");
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    let log = site.run_once(); // must not hang on the FIFO
+    let articles = site.list();
+    assert_eq!(articles.len(), odd.len(), "{log}");
+    assert!(
+        articles.iter().all(|a| !a["content_html"].as_str().unwrap().contains("RAHASIA")),
+        "a symlink was followed"
+    );
+    assert!(
+        drop.join("link.txt").symlink_metadata().is_ok() && fifo.exists() && drop.join("subdir").is_dir(),
+        "left alone"
+    );
+    assert!(log.contains("symbolic link"), "{log}");
+    assert!(!log.contains("baris\nbaru"), "a newline in a name must not split a log line: {log}");
+    assert_eq!(site.files_in("drop/done").len(), odd.len());
+    // `siar ingest` refuses names the drop folder would ignore forever.
+    let hidden = site.path(".tersembunyi.txt");
+    fs::write(&hidden, b"Isi.\n").expect("write");
+    let out = site.siar(&["ingest", hidden.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ignores this name"));
+}

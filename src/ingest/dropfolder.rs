@@ -30,16 +30,32 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The name for logs and notes: lossy UTF-8 with control characters escaped (no log injection).
-    pub fn display_name(&self) -> String {
-        self.name
-            .to_string_lossy()
-            .chars()
-            .flat_map(char::escape_debug)
-            .collect::<String>()
-            .replace("\\'", "'")
-            .replace("\\\"", "\"")
+    /// The name as text: UTF-8, or windows-1252 for names a legacy tool wrote (never fails).
+    pub fn name_text(&self) -> String {
+        let bytes = self.name.as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_string(),
+            Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned(),
+        }
     }
+
+    /// The name for logs and notes, with control characters escaped (no log injection).
+    pub fn display_name(&self) -> String {
+        escape_controls(&self.name_text())
+    }
+}
+
+/// Escapes control characters (newlines, ANSI escapes, ...) so a name stays on its log line.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// A path for logs, with control characters escaped.
+pub fn shown(p: &Path) -> String {
+    escape_controls(&p.to_string_lossy())
 }
 
 pub struct Scan {
@@ -340,6 +356,11 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// file names none). Returns the final path.
 pub fn hand_in(src: &Path, drop_dir: &Path) -> io::Result<PathBuf> {
     let name = src.file_name().ok_or_else(|| io::Error::other("not a file name"))?;
+    if is_ignored(name) {
+        return Err(io::Error::other(
+            "the drop folder ignores this name (a dotfile or a temporary suffix such as .tmp, .part, ~); rename the file",
+        ));
+    }
     let bytes = fs::read(src)?;
     let mtime = fs::metadata(src)?.modified()?;
     let mut tmp_name = OsString::from(".");

@@ -163,7 +163,7 @@ pub fn pass(
                     continue;
                 }
             };
-            match build(cfg, &entry.display_name(), &bytes, DateTime::<Utc>::from(mtime)) {
+            match build(cfg, &entry.name_text(), &bytes, DateTime::<Utc>::from(mtime)) {
                 Ok(incoming) => {
                     puts.push(Put {
                         article: incoming.article,
@@ -204,7 +204,7 @@ pub fn pass(
         }
         for (entry, line) in done {
             match folder.archive(&entry) {
-                Ok(to) => info!("ingested {}: {line}; moved to {}", entry.display_name(), to.display()),
+                Ok(to) => info!("ingested {}: {line}; moved to {}", entry.display_name(), dropfolder::shown(&to)),
                 Err(e) => {
                     folder.mark_stuck(&entry);
                     error!(
@@ -223,7 +223,7 @@ pub fn pass(
                     entry.display_name(),
                     reject.reason,
                     reject.code,
-                    to.display()
+                    dropfolder::shown(&to)
                 ),
                 Err(e) => {
                     folder.mark_stuck(&entry);
