@@ -27,6 +27,8 @@ pub struct Entry {
     pub name: OsString,
     size: u64,
     mtime: SystemTime,
+    /// The inode: a file renamed over this name is another file, whatever its size and mtime.
+    ino: u64,
 }
 
 impl Entry {
@@ -162,7 +164,7 @@ impl DropFolder {
             };
             let remaining = self.settle.saturating_sub(age).min(self.settle.saturating_sub(steady_since.elapsed()));
             if remaining.is_zero() {
-                ready.push(Entry { name, size, mtime });
+                ready.push(Entry { name, size, mtime, ino: meta.ino() });
             } else {
                 waiting = Some(waiting.map_or(remaining, |w| w.min(remaining)));
             }
@@ -192,7 +194,7 @@ impl DropFolder {
         if !before.is_file() {
             return Ok(None);
         }
-        if (before.len(), before.modified().ok()) != (entry.size, Some(entry.mtime)) {
+        if (before.len(), before.modified().ok(), before.ino()) != (entry.size, Some(entry.mtime), entry.ino) {
             self.seen.remove(&entry.name);
             return Ok(None);
         }
@@ -223,14 +225,16 @@ impl DropFolder {
     }
 
     /// Moves an ingested file to `done/` under its name, or a unique variant of it.
-    pub fn archive(&mut self, entry: &Entry) -> io::Result<PathBuf> {
+    /// `Ok(None)`: another file was renamed over the name meanwhile; it stays for the next pass.
+    pub fn archive(&mut self, entry: &Entry) -> io::Result<Option<PathBuf>> {
         self.seen.remove(&entry.name);
         ensure_dir(&self.done)?;
-        move_unique(&self.dir.join(&entry.name), &self.done, &entry.name, |_| Ok(()))
+        self.move_checked(entry, &self.done, |_| Ok(()))
     }
 
     /// Moves a refused file to `failed/` and writes `<name>.error` beside it saying why.
-    pub fn reject(&mut self, entry: &Entry, reject: &Reject, hash: Option<[u8; 32]>) -> io::Result<PathBuf> {
+    /// `Ok(None)` as for `archive`.
+    pub fn reject(&mut self, entry: &Entry, reject: &Reject, hash: Option<[u8; 32]>) -> io::Result<Option<PathBuf>> {
         self.seen.remove(&entry.name);
         ensure_dir(&self.failed)?;
         let note = format!(
@@ -245,11 +249,29 @@ impl DropFolder {
         );
         // The note goes first: if we crash in between, the file is still in the drop folder and
         // is refused again; a note never exists for a file that was lost.
-        move_unique(&self.dir.join(&entry.name), &self.failed, &entry.name, |target| {
-            let mut note_name = target.as_os_str().to_owned();
-            note_name.push(".error");
-            write_new(Path::new(&note_name), note.as_bytes())
-        })
+        self.move_checked(entry, &self.failed, |target| write_new(&note_path(target), note.as_bytes()))
+    }
+
+    /// Moves the very file that was read (same inode) into `dir`. A producer may rename a new
+    /// version over the name at any moment: such a file is never acknowledged unread.
+    fn move_checked(
+        &self,
+        entry: &Entry,
+        dir: &Path,
+        before: impl Fn(&Path) -> io::Result<()>,
+    ) -> io::Result<Option<PathBuf>> {
+        let src = self.dir.join(&entry.name);
+        if fs::symlink_metadata(&src)?.ino() != entry.ino {
+            return Ok(None);
+        }
+        let to = move_unique(&src, dir, &entry.name, before)?;
+        if fs::symlink_metadata(&to).map(|m| m.ino()).ok() != Some(entry.ino) {
+            // Replaced between the check and the rename: put the newer file back, unread.
+            let _ = fs::remove_file(note_path(&to));
+            move_unique(&to, &self.dir, &entry.name, |_| Ok(()))?;
+            return Ok(None);
+        }
+        Ok(Some(to))
     }
 
     /// Skips this file while it stays as it is: moving it failed and retrying would only spin.
@@ -281,6 +303,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn note_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".error");
+    PathBuf::from(name)
+}
+
 /// `name`, then `stem~2.ext`, `stem~3.ext`, ...
 fn candidate(name: &OsStr, n: u32) -> OsString {
     if n == 1 {
@@ -300,9 +328,7 @@ fn candidate(name: &OsStr, n: u32) -> OsString {
 fn move_unique(src: &Path, dir: &Path, name: &OsStr, before: impl Fn(&Path) -> io::Result<()>) -> io::Result<PathBuf> {
     for n in 1..10_000 {
         let target = dir.join(candidate(name, n));
-        let mut note = target.as_os_str().to_owned();
-        note.push(".error");
-        if target.exists() || Path::new(&note).exists() {
+        if target.exists() || note_path(&target).exists() {
             continue;
         }
         before(&target)?;
@@ -427,6 +453,29 @@ mod tests {
         assert_eq!(candidate(OsStr::new("a.txt"), 2), "a~2.txt");
         assert_eq!(candidate(OsStr::new("noext"), 3), "noext~3");
         assert_eq!(candidate(OsStr::new(".hidden"), 2), ".hidden~2");
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_one_read_is_not_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = crate::config::Ingest {
+            max_size: 1 << 20,
+            settle: Duration::ZERO,
+            rescan: Duration::from_secs(60),
+            article_link: "{site}{slug}".into(),
+            watch: false,
+        };
+        let mut folder = DropFolder::new(dir.path(), &cfg);
+        fs::write(dir.path().join("a.txt"), b"old version").expect("write");
+        let scan = folder.scan(SystemTime::now() + Duration::from_secs(1));
+        let entry = scan.ready.into_iter().next().expect("ready");
+        assert!(folder.read(&entry).expect("read").is_some());
+        // The producer renames a new version over it before siar acknowledges the old one.
+        fs::write(dir.path().join(".new"), b"new version").expect("write");
+        fs::rename(dir.path().join(".new"), dir.path().join("a.txt")).expect("rename");
+        assert_eq!(folder.archive(&entry).expect("archive"), None);
+        assert_eq!(fs::read(dir.path().join("a.txt")).expect("read"), b"new version", "left for the next pass");
+        assert!(!dir.path().join("done/a.txt").exists());
     }
 
     #[test]

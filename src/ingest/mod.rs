@@ -204,7 +204,11 @@ pub fn pass(
         }
         for (entry, line) in done {
             match folder.archive(&entry) {
-                Ok(to) => info!("ingested {}: {line}; moved to {}", entry.display_name(), dropfolder::shown(&to)),
+                Ok(Some(to)) => info!("ingested {}: {line}; moved to {}", entry.display_name(), dropfolder::shown(&to)),
+                Ok(None) => info!(
+                    "ingested {}: {line}; a new version replaced it meanwhile and is read next",
+                    entry.display_name()
+                ),
                 Err(e) => {
                     folder.mark_stuck(&entry);
                     error!(
@@ -218,7 +222,10 @@ pub fn pass(
         for (entry, reject, hash) in failed {
             report.rejected += 1;
             match folder.reject(&entry, &reject, hash) {
-                Ok(to) => warn!(
+                Ok(None) => {
+                    info!("{} was replaced while being read; the new version is read next", entry.display_name())
+                }
+                Ok(Some(to)) => warn!(
                     "rejected {}: {} [{}]; moved to {}",
                     entry.display_name(),
                     reject.reason,
