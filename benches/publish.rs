@@ -49,8 +49,8 @@ fn fill(store: &Store, cfg: &Config, from: usize, to: usize) {
     let base = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     for i in from..to {
         let mtime = base + chrono::Duration::seconds(i as i64 * 37);
-        let inc =
-            siar::ingest::build(cfg, &format!("berita-{i}.txt"), article_text(i).as_bytes(), mtime).expect("article");
+        let inc = siar::ingest::build(cfg, &format!("berita-{i}.txt"), article_text(i).as_bytes(), mtime, Utc::now())
+            .expect("article");
         store.put(inc.article, inc.explicit_date, &inc.file_hash, Utc::now()).expect("put");
         if i % 1000 == 999 {
             store.flush().expect("flush");

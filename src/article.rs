@@ -129,40 +129,62 @@ fn fold_accent(c: char) -> char {
     }
 }
 
-/// Removes characters XML 1.0 forbids (C0 controls other than tab, LF, CR; U+FFFE, U+FFFF;
-/// surrogates cannot occur in a Rust string). Applied at ingest and again before every render.
+/// Removes characters that XML forbids (C0 controls other than tab, LF, CR) and those that feed
+/// readers and HTML parsers reject although XML allows them (DEL, C1 controls, noncharacters,
+/// U+FFFD, the mark of text already mangled by a bad decoding). Applied at ingest and again
+/// before every render.
 pub fn strip_forbidden(s: &str) -> std::borrow::Cow<'_, str> {
     if has_forbidden(s) { s.chars().filter(|&c| !is_forbidden(c)).collect::<String>().into() } else { s.into() }
 }
 
 pub fn is_forbidden(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+        || matches!(c, '\u{fdd0}'..='\u{fdef}' | '\u{fffd}')
+        || (c as u32 & 0xFFFE) == 0xFFFE
 }
 
 /// The fast check (bytes, no decoding) that renders call on every field: chunks without an early
-/// exit inside, so the compiler vectorizes the loop.
+/// exit inside, so the compiler vectorizes the loop; only a chunk holding a byte that may start a
+/// forbidden character (a control, DEL, the lead bytes of C1 controls, U+FDD0.., U+FFFx and the
+/// supplementary planes) sends the rest of the string to the exact, per-character check.
 pub fn has_forbidden(s: &str) -> bool {
     let b = s.as_bytes();
     let mut start = 0;
     for chunk in b.chunks(64) {
         let mut suspect = false;
         for &x in chunk {
-            suspect |= (x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r') | (x == 0xEF);
+            suspect |= ((x < 0x20) & (x != b'\t') & (x != b'\n') & (x != b'\r'))
+                | (x == 0x7F)
+                | (x == 0xC2)
+                | (x == 0xEF)
+                | (x >= 0xF0);
         }
         if suspect {
-            // Look closer: a control byte, or U+FFFE/U+FFFF (EF BF BE / EF BF BF).
-            let hit = (start..start + chunk.len()).any(|i| {
-                let x = b[i];
-                (x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r'))
-                    || (x == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)))
-            });
-            if hit {
-                return true;
+            let mut from = start;
+            while !s.is_char_boundary(from) {
+                from -= 1;
             }
+            return s[from..].chars().any(is_forbidden);
         }
         start += chunk.len();
     }
     false
+}
+
+/// Percent-encodes the characters RFC 3986 does not allow in a URI but the `url` crate leaves as
+/// they are (`| ^ { } \ `` ` `` and brackets outside an IPv6 host), so every published link is valid.
+pub fn normalize_link(url: &url::Url) -> String {
+    let s = url.as_str();
+    let host_end = url.host_str().map_or(0, |h| s.find(h).map_or(0, |i| i + h.len()));
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        match c {
+            '|' | '^' | '{' | '}' | '\\' | '`' => out.push_str(&format!("%{:02X}", c as u32)),
+            '[' | ']' if i >= host_end => out.push_str(&format!("%{:02X}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Escapes text for HTML (element content and attribute values).
@@ -204,6 +226,15 @@ mod tests {
         assert_eq!(strip_forbidden("a\u{0}b\u{b}c\u{fffe}\td\n"), "abc\td\n");
         assert!(has_forbidden(&format!("{}\u{ffff}", "x".repeat(63))), "across a chunk boundary");
         assert!(has_forbidden(&format!("{}\u{1f}", "é".repeat(100))));
-        assert!(!has_forbidden("\u{feff}\u{fffd}\u{efbf} “teks” biasa\t\r\n"));
+        assert!(!has_forbidden("\u{feff}\u{efbf} “teks” biasa 😀 é\t\r\n"));
+        assert_eq!(strip_forbidden("a\u{7f}b\u{85}c\u{fdd0}d\u{fffd}e\u{1fffe}f 😀"), "abcdef 😀");
+    }
+
+    #[test]
+    fn links_are_valid_uris() {
+        let u = |s: &str| normalize_link(&url::Url::parse(s).expect("url"));
+        assert_eq!(u("https://x.org/a|b?q={1}^`\\[2]#f"), "https://x.org/a%7Cb?q=%7B1%7D%5E%60%5C%5B2%5D#f");
+        assert_eq!(u("http://[::1]:8080/a"), "http://[::1]:8080/a");
+        assert_eq!(u("https://x.org/berita/a-b"), "https://x.org/berita/a-b");
     }
 }

@@ -164,7 +164,7 @@ impl Config {
         if site.title.trim().is_empty() {
             return Err(fail("[site] title: must not be empty".into()));
         }
-        let language = site.language.clone().unwrap_or_else(|| "en".into());
+        let language = canonical_language(site.language.as_deref().unwrap_or("en"));
         if !is_language_tag(&language) {
             return Err(fail(format!(
                 "[site] language: {language:?} is not a language tag; expected e.g. \"id\", \"en\" or \"en-GB\""
@@ -299,7 +299,7 @@ impl Config {
                 id: f.id.clone(),
                 limit: limit as usize,
                 categories: f.categories.iter().map(|c| c.trim().to_lowercase()).collect(),
-                languages: f.languages.iter().map(|l| l.to_lowercase()).collect(),
+                languages: f.languages.iter().map(|l| canonical_language(l).to_lowercase()).collect(),
             });
         }
 
@@ -350,13 +350,48 @@ fn is_feed_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// A BCP 47 language tag, loosely: a 2-3 letter primary subtag and alphanumeric subtags.
+/// ISO 639-1 language codes: a two-letter primary subtag must be one of them.
+const ISO_639_1: &[&str] = &[
+    "aa", "ab", "ae", "af", "ak", "am", "an", "ar", "as", "av", "ay", "az", "ba", "be", "bg", "bh", "bi", "bm", "bn",
+    "bo", "br", "bs", "ca", "ce", "ch", "co", "cr", "cs", "cu", "cv", "cy", "da", "de", "dv", "dz", "ee", "el", "en",
+    "eo", "es", "et", "eu", "fa", "ff", "fi", "fj", "fo", "fr", "fy", "ga", "gd", "gl", "gn", "gu", "gv", "ha", "he",
+    "hi", "ho", "hr", "ht", "hu", "hy", "hz", "ia", "id", "ie", "ig", "ii", "ik", "io", "is", "it", "iu", "ja", "jv",
+    "ka", "kg", "ki", "kj", "kk", "kl", "km", "kn", "ko", "kr", "ks", "ku", "kv", "kw", "ky", "la", "lb", "lg", "li",
+    "ln", "lo", "lt", "lu", "lv", "mg", "mh", "mi", "mk", "ml", "mn", "mo", "mr", "ms", "mt", "my", "na", "nb", "nd",
+    "ne", "ng", "nl", "nn", "no", "nr", "nv", "ny", "oc", "oj", "om", "or", "os", "pa", "pi", "pl", "ps", "pt", "qu",
+    "rm", "rn", "ro", "ru", "rw", "sa", "sc", "sd", "se", "sg", "sh", "si", "sk", "sl", "sm", "sn", "so", "sq", "sr",
+    "ss", "st", "su", "sv", "sw", "ta", "te", "tg", "th", "ti", "tk", "tl", "tn", "to", "tr", "ts", "tt", "tw", "ty",
+    "ug", "uk", "ur", "uz", "ve", "vi", "vo", "wa", "wo", "xh", "yi", "yo", "za", "zh", "zu",
+];
+
+/// Deprecated codes older tools still write, and their replacements (`in` is Indonesian).
+const DEPRECATED_LANGUAGES: &[(&str, &str)] = &[("in", "id"), ("iw", "he"), ("ji", "yi"), ("jw", "jv")];
+
+/// A BCP 47 language tag: an ISO 639-1 code (or a 3-letter ISO 639-2/3 code) and alphanumeric
+/// subtags. Deprecated codes are accepted; `canonical_language` replaces them.
 pub fn is_language_tag(s: &str) -> bool {
-    let mut parts = s.split('-');
+    let canonical = canonical_language(s);
+    let mut parts = canonical.split('-');
     let first = parts.next().unwrap_or_default();
-    (2..=3).contains(&first.len())
-        && first.bytes().all(|b| b.is_ascii_alphabetic())
-        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let primary_ok = match first.len() {
+        2 => ISO_639_1.contains(&first),
+        3 => first.bytes().all(|b| b.is_ascii_lowercase()),
+        _ => false,
+    };
+    primary_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The tag with a lower-case primary subtag and deprecated codes replaced (`in-ID` -> `id-ID`).
+pub fn canonical_language(s: &str) -> String {
+    let s = s.trim();
+    let (first, rest) = s.split_once('-').map_or((s, None), |(a, b)| (a, Some(b)));
+    let first = first.to_ascii_lowercase();
+    let first =
+        DEPRECATED_LANGUAGES.iter().find(|(old, _)| *old == first).map_or(first.as_str(), |(_, new)| new).to_string();
+    match rest {
+        Some(r) => format!("{first}-{r}"),
+        None => first,
+    }
 }
 
 fn is_authority(s: &str) -> bool {
@@ -457,6 +492,18 @@ mod tests {
         bad("[ingest]\narticle_link = \"{site}x\"", "[ingest] article_link");
         let e = parse(&MINIMAL.replace("name = \"all\"", "name = \"All Feeds\"")).unwrap_err().to_string();
         assert!(e.contains("[[feed]] #1"), "{e}");
+    }
+
+    #[test]
+    fn language_tags() {
+        for ok in ["id", "en-GB", "zh-Hant-TW", "ban", "in", "EN"] {
+            assert!(is_language_tag(ok), "{ok}");
+        }
+        for bad in ["xx", "qq", "english", "e", "id_ID", ""] {
+            assert!(!is_language_tag(bad), "{bad}");
+        }
+        assert_eq!(canonical_language("in-ID"), "id-ID");
+        assert_eq!(canonical_language("EN-gb"), "en-gb");
     }
 
     #[test]

@@ -98,6 +98,15 @@ pub fn prepare_dirs(cfg: &Config) -> Result<(), Failure> {
     }
     for sub in [ingest::dropfolder::DONE, ingest::dropfolder::FAILED] {
         let p = cfg.paths.drop.join(sub);
+        if p.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+            return Err(Failure::new(
+                EX_CANTCREAT,
+                anyhow::anyhow!(
+                    "[paths] drop: {} is a file, but siar keeps processed files in a directory of that name; rename the file",
+                    p.display()
+                ),
+            ));
+        }
         std::fs::create_dir_all(&p)
             .with_context(|| format!("[paths] drop: cannot create {}", p.display()))
             .map_err(|e| Failure::new(EX_CANTCREAT, e))?;

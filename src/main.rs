@@ -84,7 +84,11 @@ fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(EX_TEMPFAIL, anyhow::anyhow!("cannot start the runtime: {e}")))?;
-    runtime.block_on(daemon::run(cfg, once))
+    let result = runtime.block_on(daemon::run(cfg, once));
+    // A blocking task still parsing a file must not hold the exit (it was told to stop; what it
+    // did not acknowledge stays in the drop folder).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn check(cfg: &Config) -> Result<(), Failure> {

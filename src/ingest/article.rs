@@ -7,11 +7,19 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike
 use url::Url;
 
 use super::{Draft, Reject, decode, markdown, text};
-use crate::article::{Article, DROP_SOURCE, article_key, article_link, mint_id, slugify, strip_forbidden};
-use crate::config::{Config, is_language_tag};
+use crate::article::{
+    Article, DROP_SOURCE, article_key, article_link, mint_id, normalize_link, slugify, strip_forbidden,
+};
+use crate::config::{Config, canonical_language, is_language_tag};
 
 /// Longest title kept, in characters.
 const TITLE_LIMIT: usize = 1024;
+/// At most this many categories, and as many tags, per article.
+const LIST_LIMIT: usize = 100;
+/// News is dated after this (earlier dates are typos such as 0026 or 1926, or a reset clock).
+const EARLIEST: &str = "1990-01-01T00:00:00Z";
+/// A date this far ahead of the clock is clamped to the time of ingest.
+const FUTURE_SLACK: chrono::Duration = chrono::Duration::minutes(10);
 
 /// What ingest hands the store: the article and what the store needs to merge it with an earlier version.
 #[derive(Debug, Clone)]
@@ -23,25 +31,51 @@ pub struct Incoming {
     pub file_hash: [u8; 32],
 }
 
-/// Builds the article for the drop file `name` with these bytes and modification time.
-pub fn build(cfg: &Config, name: &str, bytes: &[u8], mtime: DateTime<Utc>) -> Result<Incoming, Reject> {
+/// Builds the article for the drop file `name` with these bytes and modification time, at `now`.
+pub fn build(
+    cfg: &Config,
+    name: &str,
+    bytes: &[u8],
+    mtime: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Incoming, Reject> {
     let file_hash = *blake3::hash(bytes).as_bytes();
     let (decoded, _encoding) = decode::decode(bytes)?;
     let normalized = normalize(&decoded);
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     let draft = match ext.as_str() {
-        "md" | "markdown" => markdown::parse(&normalized, &cfg.site.link)?,
+        "md" | "markdown" => markdown::parse(&normalized)?,
         _ => text::parse(&normalized)?,
     };
-    let (article, explicit_date) = resolve(cfg, name, draft, mtime, &file_hash)?;
+    let (article, explicit_date) = resolve(cfg, name, draft, mtime, now, &file_hash)?;
     Ok(Incoming { article, explicit_date, file_hash })
 }
 
-/// Strips a BOM, makes line ends LF and drops characters XML cannot carry.
+/// Strips a BOM, makes line ends LF, turns form feeds into line breaks and other control
+/// characters into spaces (so words they separated stay apart), and drops what feeds cannot carry.
 fn normalize(s: &str) -> String {
     let s = s.strip_prefix('\u{feff}').unwrap_or(s);
-    let s = s.replace("\r\n", "\n").replace('\r', "\n");
-    strip_forbidden(&s).replace('\u{c}', "\n")
+    let s = s.replace("\r\n", "\n").replace(['\r', '\u{c}', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
+    let s: String = s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { ' ' } else { c }).collect();
+    strip_forbidden(&s).into_owned()
+}
+
+/// An author as given, without an e-mail address in angle brackets or anything tag-like
+/// (feeds carry names; readers take `<...>` in a name for markup).
+fn author_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('>') {
+            Some(close) => rest = &rest[open + close + 1..],
+            None => {
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    clean(&out.replace('>', " "))
 }
 
 fn clean(s: &str) -> String {
@@ -53,6 +87,7 @@ fn resolve(
     name: &str,
     draft: Draft,
     mtime: DateTime<Utc>,
+    now: DateTime<Utc>,
     hash: &[u8; 32],
 ) -> Result<(Article, bool), Reject> {
     let meta = &draft.meta;
@@ -83,10 +118,34 @@ fn resolve(
         ),
         None => (mtime.with_timezone(&tz).fixed_offset(), false),
     };
+    let earliest = DateTime::parse_from_rfc3339(EARLIEST).expect("a valid constant");
+    let mut extra_date = None;
+    let published = if published < earliest {
+        if explicit_date {
+            return Err(Reject::new(
+                "bad-date",
+                format!("Date: {:?} is before 1990; check the year", meta.get("date").unwrap_or_default()),
+            ));
+        }
+        now.with_timezone(&tz).fixed_offset() // a file time from a reset clock
+    } else if explicit_date && published > now + chrono::Duration::days(366) {
+        return Err(Reject::new(
+            "bad-date",
+            format!("Date: {:?} is more than a year ahead; check the year", meta.get("date").unwrap_or_default()),
+        ));
+    } else if published > now + FUTURE_SLACK {
+        // siar publishes what arrives; a date in the future is not a schedule.
+        if explicit_date {
+            extra_date = meta.get("date").map(str::to_string);
+        }
+        now.with_timezone(&tz).fixed_offset()
+    } else {
+        published
+    };
     // Whole seconds: RSS dates carry no fractions, and all three formats must say the same.
     let published = published.with_nanosecond(0).unwrap_or(published);
     let language = match meta.get("lang") {
-        Some(l) if is_language_tag(l) => l.to_string(),
+        Some(l) if is_language_tag(l) => canonical_language(l),
         Some(l) => {
             return Err(Reject::new(
                 "bad-lang",
@@ -97,7 +156,7 @@ fn resolve(
     };
     let link = match meta.get("link") {
         Some(l) => match Url::parse(l) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u.to_string(),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => normalize_link(&u),
             _ => return Err(Reject::new("bad-link", format!("Link: {l:?} is not an absolute http(s) URL"))),
         },
         None => article_link(&cfg.ingest.article_link, &cfg.site.link, &slug),
@@ -108,14 +167,36 @@ fn resolve(
     }
     let title = text::shorten(&title, TITLE_LIMIT);
     let summary = meta.get("summary").map(|s| clean(&strip_forbidden(s))).unwrap_or(draft.derived_summary);
-    let mut authors = meta.list("author");
+    let mut authors: Vec<String> =
+        meta.list("author").iter().map(|a| author_name(a)).filter(|a| !a.is_empty()).collect();
     if authors.is_empty() {
-        authors = draft.credits;
+        authors = draft.credits.iter().map(|a| author_name(a)).filter(|a| !a.is_empty()).collect();
     }
     if authors.is_empty() {
         authors.push(cfg.site.author.clone());
     }
     let mut extra: BTreeMap<String, String> = meta.extra();
+    if let Some(d) = extra_date {
+        extra.insert("Date-Given".into(), d);
+    }
+    let content_html = match &draft.markdown {
+        Some(body) => {
+            let base =
+                Url::parse(&link).map_err(|e| Reject::new("bad-link", format!("the article link {link:?}: {e}")))?;
+            markdown::render(body, &base)?
+        }
+        None => draft.content_html,
+    };
+    if content_html.len() > markdown::HTML_LIMIT {
+        return Err(Reject::new(
+            "too-large",
+            format!("the article is {} bytes of HTML (at most {}); split it", content_html.len(), markdown::HTML_LIMIT),
+        ));
+    }
+    let capped = |mut v: Vec<String>| {
+        v.truncate(LIST_LIMIT);
+        v
+    };
     if let Some(d) = &draft.dateline {
         extra.entry("Dateline".into()).or_insert_with(|| match &d.outlet {
             Some(o) => format!("{} ({o})", d.place),
@@ -131,10 +212,10 @@ fn resolve(
         title,
         link,
         summary,
-        content_html: strip_forbidden(&draft.content_html).into_owned(),
-        authors: authors.iter().map(|a| clean(&strip_forbidden(a))).filter(|a| !a.is_empty()).collect(),
-        categories: meta.list("category"),
-        tags: meta.list("tags"),
+        content_html: strip_forbidden(&content_html).into_owned(),
+        authors,
+        categories: capped(meta.list("category")),
+        tags: capped(meta.list("tags")),
         language,
         published,
         updated: published.with_timezone(&Utc),
@@ -185,7 +266,7 @@ mod tests {
         let text = "SURABAYA (Suarapubliknews) – Banjir merendam tiga kecamatan di Surabaya sejak Selasa pagi. Warga mengungsi.\n\
                     Paragraf kedua berisi keterangan.\n\
                     Hal itu disampaikan wali kota. (q cox, tama dinie)";
-        let a = build(&cfg(), "Banjir Surabaya.txt", text.as_bytes(), mtime()).expect("article").article;
+        let a = build(&cfg(), "Banjir Surabaya.txt", text.as_bytes(), mtime(), mtime()).expect("article").article;
         assert_eq!(a.title, "Banjir merendam tiga kecamatan di Surabaya sejak Selasa pagi");
         assert_eq!(a.slug, "banjir-surabaya");
         assert_eq!(a.key, "drop/banjir-surabaya");
@@ -204,7 +285,7 @@ mod tests {
     fn header_block_wins() {
         let text = "Title: Harga Beras Turun\nAuthor: Ani, Budi\nDate: 2026-11-20 09:30\nCategory: Ekonomi\nTags: beras, pasar\n\
                     Slug: Harga Beras\nLang: en\nDesk: kota\n\nJAKARTA - Harga beras turun. Pedagang senang. (xx)\n";
-        let inc = build(&cfg(), "ignored-name.txt", text.as_bytes(), mtime()).expect("article");
+        let inc = build(&cfg(), "ignored-name.txt", text.as_bytes(), mtime(), mtime()).expect("article");
         let a = inc.article;
         assert!(inc.explicit_date);
         assert_eq!(a.title, "Harga Beras Turun");
@@ -220,17 +301,55 @@ mod tests {
     #[test]
     fn crlf_bom_and_control_characters() {
         let text = "\u{feff}Title: Judul\r\n\r\nBaris\u{1} satu.\r\nBaris dua.\r\n";
-        let a = build(&cfg(), "x.txt", text.as_bytes(), mtime()).expect("article").article;
+        let a = build(&cfg(), "x.txt", text.as_bytes(), mtime(), mtime()).expect("article").article;
         assert_eq!(a.title, "Judul");
         assert_eq!(a.content_html, "<p>Baris satu.</p>\n<p>Baris dua.</p>");
     }
 
     #[test]
     fn bad_header_values_are_refused_with_the_key() {
-        let r = build(&cfg(), "x.txt", b"Date: kemarin\n\nIsi.\n", mtime()).unwrap_err();
+        let r = build(&cfg(), "x.txt", b"Date: kemarin\n\nIsi.\n", mtime(), mtime()).unwrap_err();
         assert!(r.reason.starts_with("Date: \"kemarin\""), "{}", r.reason);
-        let r = build(&cfg(), "x.txt", b"Title: T\nLink: /relative\n\nIsi.\n", mtime()).unwrap_err();
+        let r = build(&cfg(), "x.txt", b"Title: T\nLink: /relative\n\nIsi.\n", mtime(), mtime()).unwrap_err();
         assert!(r.reason.starts_with("Link:"), "{}", r.reason);
+    }
+
+    #[test]
+    fn implausible_dates_are_refused_or_clamped() {
+        let now = mtime();
+        for d in
+            ["+12026-01-01", "-0001-01-01", "0000-01-01T00:30:00+01:00", "1970-01-01T00:00:00Z", "1989-12-31T23:00:00Z"]
+        {
+            let text = format!("Title: x\nDate: {d}\n\nIsi.\n");
+            let r = build(&cfg(), "x.txt", text.as_bytes(), now, now);
+            assert!(r.is_err(), "{d} accepted");
+        }
+        // A date in the future is not a schedule: the article is dated when it arrives.
+        let a = build(&cfg(), "x.txt", b"Title: x\nDate: 2026-11-29\n\nIsi.\n", now, now).expect("article").article;
+        assert_eq!(a.published.with_timezone(&Utc), now);
+        assert_eq!(a.extra.get("Date-Given").map(String::as_str), Some("2026-11-29"));
+        assert!(build(&cfg(), "x.txt", b"Title: x\nDate: 2999-12-31\n\nIsi.\n", now, now).is_err());
+        // A file time from a reset clock is not a date either.
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let a = build(&cfg(), "x.txt", b"Isi berita.\n", epoch, now).expect("article").article;
+        assert_eq!(a.published.with_timezone(&Utc), now);
+    }
+
+    #[test]
+    fn names_languages_and_control_characters() {
+        let now = mtime();
+        let text =
+            "Title: A\u{b}B\u{1b}C\nAuthor: Ani <ani@example.org>, </b>Budi\nLang: in\n\nSatu\u{c}dua\u{7}tiga.\n";
+        let a = build(&cfg(), "x.txt", text.as_bytes(), now, now).expect("article").article;
+        assert_eq!(a.title, "A B C");
+        assert_eq!(a.authors, ["Ani", "Budi"]);
+        assert_eq!(a.language, "id");
+        assert_eq!(a.content_html, "<p>Satu</p>\n<p>dua tiga.</p>");
+        let r = build(&cfg(), "x.txt", b"Title: x\nLang: xx\n\nIsi.\n", now, now).unwrap_err();
+        assert!(r.reason.starts_with("Lang:"), "{}", r.reason);
+        let a =
+            build(&cfg(), "x.txt", b"Title: x\nLink: https://x.org/a|b\n\nIsi.\n", now, now).expect("article").article;
+        assert_eq!(a.link, "https://x.org/a%7Cb");
     }
 
     #[test]

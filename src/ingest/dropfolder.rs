@@ -309,16 +309,27 @@ fn note_path(target: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// `name`, then `stem~2.ext`, `stem~3.ext`, ...
+/// Longest name given to a moved file: with `.error` appended it still fits the usual 255 bytes.
+const NAME_MAX: usize = 240;
+
+/// `name`, then `stem~2.ext`, `stem~3.ext`, ...; a stem is shortened (at a character boundary)
+/// when the name would not leave room for the `.error` note beside it.
 fn candidate(name: &OsStr, n: u32) -> OsString {
-    if n == 1 {
+    let b = name.as_bytes();
+    let suffix = if n == 1 { String::new() } else { format!("~{n}") };
+    if n == 1 && b.len() <= NAME_MAX {
         return name.to_owned();
     }
-    let b = name.as_bytes();
-    let dot = b.iter().rposition(|&c| c == b'.').filter(|&i| i > 0);
+    let dot = b.iter().rposition(|&c| c == b'.').filter(|&i| i > 0 && b.len() - i <= 16);
     let (stem, ext) = dot.map_or((b, &b""[..]), |i| (&b[..i], &b[i..]));
-    let mut out = stem.to_vec();
-    out.extend_from_slice(format!("~{n}").as_bytes());
+    let mut keep = stem.len().min(NAME_MAX.saturating_sub(suffix.len() + ext.len()));
+    if let Ok(text) = std::str::from_utf8(stem) {
+        while !text.is_char_boundary(keep) {
+            keep -= 1;
+        }
+    }
+    let mut out = stem[..keep].to_vec();
+    out.extend_from_slice(suffix.as_bytes());
     out.extend_from_slice(ext);
     OsStr::from_bytes(&out).to_owned()
 }
@@ -453,6 +464,11 @@ mod tests {
         assert_eq!(candidate(OsStr::new("a.txt"), 2), "a~2.txt");
         assert_eq!(candidate(OsStr::new("noext"), 3), "noext~3");
         assert_eq!(candidate(OsStr::new(".hidden"), 2), ".hidden~2");
+        let long = format!("{}.txt", "é".repeat(200));
+        for n in [1, 2, 1000] {
+            let c = candidate(OsStr::new(&long), n);
+            assert!(c.len() <= NAME_MAX && c.to_str().is_some_and(|s| s.ends_with(".txt")), "{c:?}");
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Draft {
     pub derived_title: String,
     pub derived_summary: String,
     pub content_html: String,
+    /// A Markdown body, rendered once the article's link (the base of its relative URLs) is known.
+    pub markdown: Option<String>,
     pub dateline: Option<Dateline>,
     pub credits: Vec<String>,
 }
@@ -103,9 +105,10 @@ impl Meta {
     /// Every value of a known key; comma-separated values are split. Duplicates are dropped.
     pub fn list(&self, key: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for v in self.matching(key).flatten() {
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                if !out.iter().any(|o| o.eq_ignore_ascii_case(item)) {
+                if seen.insert(item.to_lowercase()) {
                     out.push(item.to_string());
                 }
             }
@@ -163,7 +166,7 @@ pub fn pass(
                     continue;
                 }
             };
-            match build(cfg, &entry.name_text(), &bytes, DateTime::<Utc>::from(mtime)) {
+            match build(cfg, &entry.name_text(), &bytes, DateTime::<Utc>::from(mtime), Utc::now()) {
                 Ok(incoming) => {
                     puts.push(Put {
                         article: incoming.article,

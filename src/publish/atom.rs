@@ -10,45 +10,51 @@ use crate::article::{escape_html, strip_forbidden};
 pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     let feed_lang = &doc.site.language;
     let s = |v: &str| strip_forbidden(v).into_owned();
-    let mut seen_updated: Vec<DateTime<Utc>> = Vec::with_capacity(doc.articles.len());
-    let entries = doc.articles.iter().map(|a| {
-        let lang = (!a.language.eq_ignore_ascii_case(feed_lang)).then(|| a.language.clone());
-        let text = |v: &str| text_construct(&s(v), lang.clone());
-        // Atom readers (and the W3C validator) take two entries with one `updated` for a broken
-        // generator: ties are told apart by microseconds, in feed order, so output stays deterministic.
-        let mut updated = a.updated;
-        while seen_updated.contains(&updated) {
-            updated += Duration::microseconds(1);
-        }
-        seen_updated.push(updated);
-        Entry {
-            title: text(&a.title),
-            id: s(&a.id),
-            updated: updated.fixed_offset(),
-            published: Some(a.published),
-            authors: a.authors.iter().map(|n| Person { name: s(n), ..Default::default() }).collect(),
-            categories: doc.categories(a).map(|c| Category { term: s(c), ..Default::default() }).collect(),
-            links: vec![Link {
-                href: s(&a.link),
-                rel: "alternate".into(),
-                mime_type: Some("text/html".into()),
+    let mut seen_updated: std::collections::HashSet<DateTime<Utc>> = std::collections::HashSet::new();
+    let entries: Vec<Entry> = doc
+        .articles
+        .iter()
+        .map(|a| {
+            let lang = (!a.language.eq_ignore_ascii_case(feed_lang)).then(|| a.language.clone());
+            let text = |v: &str| text_construct(&s(v), lang.clone());
+            // Atom readers (and the W3C validator) take two entries with one `updated` for a broken
+            // generator: ties are told apart by microseconds, in feed order, so output stays deterministic.
+            let mut updated = a.updated;
+            while !seen_updated.insert(updated) {
+                updated += Duration::microseconds(1);
+            }
+            Entry {
+                title: text(&a.title),
+                id: s(&a.id),
+                updated: updated.fixed_offset(),
+                published: Some(a.published),
+                authors: a.authors.iter().map(|n| Person { name: s(n), ..Default::default() }).collect(),
+                categories: doc.categories(a).map(|c| Category { term: s(c), ..Default::default() }).collect(),
+                links: vec![Link {
+                    href: s(&a.link),
+                    rel: "alternate".into(),
+                    mime_type: Some("text/html".into()),
+                    ..Default::default()
+                }],
+                summary: (!a.summary.is_empty()).then(|| text(&a.summary)),
+                content: Some(Content {
+                    value: Some(s(&a.content_html)),
+                    content_type: Some("html".into()),
+                    lang: lang.clone(),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }],
-            summary: (!a.summary.is_empty()).then(|| text(&a.summary)),
-            content: Some(Content {
-                value: Some(s(&a.content_html)),
-                content_type: Some("html".into()),
-                lang: lang.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    });
+            }
+        })
+        .collect();
+    // The feed is as new as its newest entry, tie-breaking microseconds included.
+    let updated =
+        entries.iter().map(|e| e.updated).max().map_or(doc.updated, |e| e.with_timezone(&Utc).max(doc.updated));
     let feed = Feed {
         title: text_construct(&s(&doc.feed.title), None),
         subtitle: Some(text_construct(&s(&doc.feed.description), None)),
         id: doc.id.clone(),
-        updated: doc.updated.fixed_offset(),
+        updated: updated.fixed_offset(),
         authors: vec![Person { name: s(&doc.site.author), uri: Some(doc.site.link.to_string()), ..Default::default() }],
         generator: Some(Generator {
             value: "siar".into(),
@@ -70,7 +76,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             },
         ],
         lang: Some(feed_lang.clone()),
-        entries: entries.collect(),
+        entries,
         ..Default::default()
     };
     let config = WriteConfig { write_document_declaration: true, indent_size: Some(2) };

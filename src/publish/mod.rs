@@ -43,13 +43,8 @@ pub struct FeedDoc<'a> {
 impl FeedDoc<'_> {
     /// Categories then tags, without repeats.
     pub fn categories<'b>(&self, a: &'b Article) -> impl Iterator<Item = &'b str> {
-        let mut seen: Vec<String> = Vec::new();
-        a.categories.iter().chain(&a.tags).map(String::as_str).filter(move |c| {
-            let lower = c.to_lowercase();
-            let new = !seen.contains(&lower);
-            seen.push(lower);
-            new
-        })
+        let mut seen = std::collections::HashSet::new();
+        a.categories.iter().chain(&a.tags).map(String::as_str).filter(move |c| seen.insert(c.to_lowercase()))
     }
 }
 

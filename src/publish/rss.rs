@@ -21,7 +21,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             content: Some(s(&a.content_html)),
             categories: doc.categories(a).map(|c| Category { name: s(c), domain: None }).collect(),
             guid: Some(Guid { value: s(&a.id), permalink: false }),
-            pub_date: Some(a.published.to_rfc2822()),
+            pub_date: Some(rfc822(&a.published)),
             dublin_core_ext: Some(DublinCoreExtension {
                 creators: a.authors.iter().map(|n| s(n)).collect(),
                 ..Default::default()
@@ -58,6 +58,12 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
     out = plain_text_refs(&out, &["title", "dc:creator", "category"]);
     out.push('\n');
     Ok(out.into_bytes())
+}
+
+/// An RFC 822 date in the article's own zone, or in UTC when the zone is not a whole or half
+/// hour from it (+05:45 is real, but readers of RSS dates mishandle such offsets).
+fn rfc822(d: &chrono::DateTime<chrono::FixedOffset>) -> String {
+    if d.offset().local_minus_utc() % 1800 == 0 { d.to_rfc2822() } else { d.with_timezone(&chrono::Utc).to_rfc2822() }
 }
 
 /// RSS text elements are read as HTML by some readers and as plain text by others. The RSS

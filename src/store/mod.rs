@@ -98,8 +98,10 @@ fn put_one(
             if !put.explicit_date {
                 incoming.published = old.published;
             }
-            let floor = old.updated + chrono::Duration::seconds(1);
-            incoming.updated = now.with_nanosecond(0).unwrap_or(now).max(floor);
+            // Later than the last version, even for many edits within one second (milliseconds).
+            let floor = old.updated + chrono::Duration::milliseconds(1);
+            let now_ms = now.with_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now);
+            incoming.updated = now_ms.max(floor);
             let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
             history.insert(keys::history(&old.key, old.version), old_bytes)?;
             by_date.remove(keys::by_date(&old.published, &old.key))?;
@@ -322,6 +324,20 @@ mod tests {
         assert_eq!(u.published, a.published, "no explicit date: keeps the first one");
         assert!(u.updated > a.updated);
         assert_eq!(store.history("drop/a").expect("history"), vec![a]);
+        // Many edits within one second: each later than the last, by milliseconds, not seconds.
+        let mut last = u.updated;
+        for i in 0..5u8 {
+            let e = article("a", &format!("edit {i}"), "2026-11-05T00:00:00Z");
+            let Outcome::Updated(v) = store.put(e, false, &[10 + i; 32], now).expect("put") else {
+                panic!("not updated")
+            };
+            assert!(
+                v.updated > last && v.updated - last <= chrono::Duration::milliseconds(1),
+                "{} after {last}",
+                v.updated
+            );
+            last = v.updated;
+        }
         assert_eq!(store.newest(10, |_| true).expect("newest").len(), 1);
     }
 
