@@ -364,18 +364,54 @@ const ISO_639_1: &[&str] = &[
     "ug", "uk", "ur", "uz", "ve", "vi", "vo", "wa", "wo", "xh", "yi", "yo", "za", "zh", "zu",
 ];
 
+/// ISO 639-2 language codes: a three-letter primary subtag must be one of them (feed readers and
+/// validators know these; codes only in ISO 639-3 are refused with a message).
+const ISO_639_2: &[&str] = &[
+    "aar", "abk", "ace", "ach", "ada", "ady", "afa", "afh", "afr", "ain", "aka", "akk", "alb", "ale", "alg", "alt",
+    "amh", "ang", "anp", "apa", "ara", "arc", "arg", "arm", "arn", "arp", "art", "arw", "asm", "ast", "ath", "aus",
+    "ava", "ave", "awa", "aym", "aze", "bad", "bai", "bak", "bal", "bam", "ban", "baq", "bas", "bat", "bej", "bel",
+    "bem", "ben", "ber", "bho", "bih", "bik", "bin", "bis", "bla", "bnt", "bod", "bos", "bra", "bre", "btk", "bua",
+    "bug", "bul", "bur", "byn", "cad", "cai", "car", "cat", "cau", "ceb", "cel", "ces", "cha", "chb", "che", "chg",
+    "chi", "chk", "chm", "chn", "cho", "chp", "chr", "chu", "chv", "chy", "cmc", "cop", "cor", "cos", "cpe", "cpf",
+    "cpp", "cre", "crh", "crp", "csb", "cus", "cym", "cze", "dak", "dan", "dar", "day", "del", "den", "deu", "dgr",
+    "din", "div", "doi", "dra", "dsb", "dua", "dum", "dut", "dyu", "dzo", "efi", "egy", "eka", "ell", "elx", "eng",
+    "enm", "epo", "est", "eus", "ewe", "ewo", "fan", "fao", "fas", "fat", "fij", "fil", "fin", "fiu", "fon", "fra",
+    "fre", "frm", "fro", "frr", "frs", "fry", "ful", "fur", "gaa", "gay", "gba", "gem", "geo", "ger", "gez", "gil",
+    "gla", "gle", "glg", "glv", "gmh", "goh", "gon", "gor", "got", "grb", "grc", "gre", "grn", "gsw", "guj", "gwi",
+    "gws", "hai", "hat", "hau", "haw", "heb", "her", "hil", "him", "hin", "hit", "hmn", "hmo", "hrv", "hsb", "hun",
+    "hup", "hye", "iba", "ibo", "ice", "ido", "iii", "ijo", "iku", "ile", "ilo", "ina", "inc", "ind", "ine", "inh",
+    "ipk", "ira", "iro", "isl", "ita", "jav", "jbo", "jpn", "jpr", "jrb", "kaa", "kab", "kac", "kal", "kam", "kan",
+    "kar", "kas", "kat", "kau", "kaw", "kaz", "kbd", "kha", "khi", "khm", "kho", "kik", "kin", "kir", "kmb", "kok",
+    "kom", "kon", "kor", "kos", "kpe", "krc", "krl", "kro", "kru", "kua", "kum", "kur", "kut", "lad", "lah", "lam",
+    "lao", "lat", "lav", "lez", "lim", "lin", "lit", "lol", "loz", "ltz", "lua", "lub", "lug", "lui", "lun", "luo",
+    "lus", "mac", "mad", "mag", "mah", "mai", "mak", "mal", "man", "mao", "map", "mar", "mas", "may", "mdf", "mdr",
+    "men", "mga", "mic", "min", "mis", "mkd", "mkh", "mlg", "mlt", "mnc", "mni", "mno", "moh", "mol", "mon", "mos",
+    "mri", "msa", "mul", "mun", "mus", "mwl", "mwr", "mya", "myn", "myv", "nah", "nai", "nap", "nau", "nav", "nbl",
+    "nde", "ndo", "nds", "nep", "new", "nia", "nic", "niu", "nld", "nno", "nob", "nog", "non", "nor", "nso", "nub",
+    "nwc", "nya", "nym", "nyn", "nyo", "nzi", "oci", "oji", "ori", "orm", "osa", "oss", "ota", "oto", "paa", "pag",
+    "pal", "pam", "pan", "pap", "pau", "peo", "per", "phi", "phn", "pli", "pol", "pon", "por", "pra", "pro", "pus",
+    "qaa", "qtz", "que", "raj", "rap", "rar", "roa", "roh", "rom", "ron", "rum", "run", "rup", "rus", "sad", "sag",
+    "sah", "sai", "sal", "sam", "san", "sas", "sat", "scc", "scn", "sco", "scr", "sel", "sem", "sga", "sgn", "shn",
+    "sid", "sin", "sio", "sit", "sla", "slk", "slo", "slv", "sma", "sme", "smi", "smj", "smn", "smo", "sms", "sna",
+    "snd", "snk", "sog", "som", "son", "sot", "spa", "sqi", "srd", "srn", "srp", "srr", "ssa", "ssw", "suk", "sun",
+    "sus", "sux", "swa", "swe", "syr", "tah", "tai", "tam", "tat", "tel", "tem", "ter", "tet", "tgk", "tgl", "tha",
+    "tib", "tig", "tir", "tiv", "tkl", "tlh", "tli", "tmh", "tog", "ton", "tpi", "tsi", "tsn", "tso", "tuk", "tum",
+    "tup", "tur", "tut", "tvl", "twi", "tyv", "udm", "uga", "uig", "ukr", "umb", "und", "urd", "uzb", "vai", "ven",
+    "vie", "vol", "vot", "wak", "wal", "war", "was", "wel", "wen", "wln", "wol", "xal", "xho", "yao", "yap", "yid",
+    "yor", "ypk", "zap", "zen", "zha", "zho", "znd", "zul", "zun",
+];
+
 /// Deprecated codes older tools still write, and their replacements (`in` is Indonesian).
 const DEPRECATED_LANGUAGES: &[(&str, &str)] = &[("in", "id"), ("iw", "he"), ("ji", "yi"), ("jw", "jv")];
 
-/// A BCP 47 language tag: an ISO 639-1 code (or a 3-letter ISO 639-2/3 code) and alphanumeric
-/// subtags. Deprecated codes are accepted; `canonical_language` replaces them.
+/// A BCP 47 language tag: an ISO 639-1 or ISO 639-2 code and alphanumeric subtags. Deprecated codes are accepted; `canonical_language` replaces them.
 pub fn is_language_tag(s: &str) -> bool {
     let canonical = canonical_language(s);
     let mut parts = canonical.split('-');
     let first = parts.next().unwrap_or_default();
     let primary_ok = match first.len() {
         2 => ISO_639_1.contains(&first),
-        3 => first.bytes().all(|b| b.is_ascii_lowercase()),
+        3 => ISO_639_2.binary_search(&first).is_ok(),
         _ => false,
     };
     primary_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
@@ -499,7 +535,8 @@ mod tests {
         for ok in ["id", "en-GB", "zh-Hant-TW", "ban", "in", "EN"] {
             assert!(is_language_tag(ok), "{ok}");
         }
-        for bad in ["xx", "qq", "english", "e", "id_ID", ""] {
+        assert!(ISO_639_2.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        for bad in ["xx", "qq", "yue", "xyz", "english", "e", "id_ID", ""] {
             assert!(!is_language_tag(bad), "{bad}");
         }
         assert_eq!(canonical_language("in-ID"), "id-ID");

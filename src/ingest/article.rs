@@ -60,6 +60,11 @@ fn normalize(s: &str) -> String {
     strip_forbidden(&s).into_owned()
 }
 
+/// Category or tag names as text: no control characters, nothing tag-like, no blanks.
+fn labels(list: Vec<String>) -> Vec<String> {
+    list.iter().map(|l| author_name(l)).filter(|l| l.chars().any(char::is_alphanumeric)).collect()
+}
+
 /// An author as given, without an e-mail address in angle brackets or anything tag-like
 /// (feeds carry names; readers take `<...>` in a name for markup).
 fn author_name(s: &str) -> String {
@@ -78,7 +83,11 @@ fn author_name(s: &str) -> String {
     clean(&out.replace('>', " "))
 }
 
+/// A one-line text field from a header or front matter: control characters (which YAML and TOML
+/// escapes can produce) become spaces, what feeds cannot carry goes, white space collapses.
 fn clean(s: &str) -> String {
+    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let s = strip_forbidden(&s);
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -161,21 +170,20 @@ fn resolve(
         },
         None => article_link(&cfg.ingest.article_link, &cfg.site.link, &slug),
     };
-    let title = clean(&strip_forbidden(meta.get("title").unwrap_or(&draft.derived_title)));
+    let title = clean(meta.get("title").unwrap_or(&draft.derived_title));
     if title.is_empty() {
-        return Err(Reject::new("no-title", "the article has an empty title"));
+        return Err(Reject::new("no-title", "the article has no title and no text to take one from"));
     }
     let title = text::shorten(&title, TITLE_LIMIT);
-    let summary = meta.get("summary").map(|s| clean(&strip_forbidden(s))).unwrap_or(draft.derived_summary);
-    let mut authors: Vec<String> =
-        meta.list("author").iter().map(|a| author_name(a)).filter(|a| !a.is_empty()).collect();
+    let summary = meta.get("summary").map(clean).unwrap_or(draft.derived_summary);
+    let mut authors: Vec<String> = labels(meta.list("author"));
     if authors.is_empty() {
-        authors = draft.credits.iter().map(|a| author_name(a)).filter(|a| !a.is_empty()).collect();
+        authors = labels(draft.credits);
     }
     if authors.is_empty() {
         authors.push(cfg.site.author.clone());
     }
-    let mut extra: BTreeMap<String, String> = meta.extra();
+    let mut extra: BTreeMap<String, String> = meta.extra().into_iter().map(|(k, v)| (k, clean(&v))).collect();
     if let Some(d) = extra_date {
         extra.insert("Date-Given".into(), d);
     }
@@ -214,8 +222,8 @@ fn resolve(
         summary,
         content_html: strip_forbidden(&content_html).into_owned(),
         authors,
-        categories: capped(meta.list("category")),
-        tags: capped(meta.list("tags")),
+        categories: capped(labels(meta.list("category"))),
+        tags: capped(labels(meta.list("tags"))),
         language,
         published,
         updated: published.with_timezone(&Utc),
@@ -350,6 +358,17 @@ mod tests {
         let a =
             build(&cfg(), "x.txt", b"Title: x\nLink: https://x.org/a|b\n\nIsi.\n", now, now).expect("article").article;
         assert_eq!(a.link, "https://x.org/a%7Cb");
+    }
+
+    #[test]
+    fn fields_of_control_characters_fall_back_or_vanish() {
+        let now = mtime();
+        let md = "---\ntitle: A\nauthor: \"\\x01\"\ntags: [\"\\x01\", ok, \"<b>x</b>\"]\n---\nIsi.\n";
+        let a = build(&cfg(), "x.md", md.as_bytes(), now, now).expect("article").article;
+        assert_eq!(a.authors, ["Redaksi"]);
+        assert_eq!(a.tags, ["ok", "x"]);
+        let r = build(&cfg(), "x.md", b"<script>alert(1)</script>\n", now, now).unwrap_err();
+        assert_eq!(r.code, "no-title");
     }
 
     #[test]

@@ -375,11 +375,11 @@ fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// Writes a new file atomically (temp + fsync + rename without replacing).
 pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(path.file_name().unwrap_or_default());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    // A short temp name: the target's own name may already be near the 255-byte limit.
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".siar-{}-{n}.tmp", std::process::id()));
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
     let result = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| rename_noreplace(&tmp, path));
     if result.is_err() {

@@ -143,7 +143,14 @@ fn split_front_matter(text: &str) -> Result<(Meta, &str), Reject> {
     };
     let fm = &text[start..fm_end];
     let mut meta = Meta::default();
+    if fm.len() > FRONT_MATTER_MAX {
+        return Err(Reject::new(
+            "front-matter",
+            format!("the front matter is {} bytes (at most {FRONT_MATTER_MAX})", fm.len()),
+        ));
+    }
     if fence == "---" {
+        refuse_yaml_aliases(fm)?;
         let docs = YamlLoader::load_from_str(fm)
             .map_err(|e| Reject::new("front-matter", format!("the YAML front matter is not valid: {e}")))?;
         match docs.into_iter().next() {
@@ -171,6 +178,30 @@ fn split_front_matter(text: &str) -> Result<(Meta, &str), Reject> {
         }
     }
     Ok((meta, &text[body_start..]))
+}
+
+/// Front matter is a few keys; anything larger is a mistake.
+const FRONT_MATTER_MAX: usize = 64 << 10;
+
+/// YAML aliases expand when loaded: 400 bytes of nested `*a` references became 2.3 GB. Front
+/// matter never needs them, so a document that uses one is refused before it is loaded.
+fn refuse_yaml_aliases(fm: &str) -> Result<(), Reject> {
+    struct Aliases(usize);
+    impl yaml_rust2::parser::EventReceiver for Aliases {
+        fn on_event(&mut self, ev: yaml_rust2::parser::Event) {
+            if matches!(ev, yaml_rust2::parser::Event::Alias(_)) {
+                self.0 += 1;
+            }
+        }
+    }
+    let mut aliases = Aliases(0);
+    yaml_rust2::parser::Parser::new_from_str(fm)
+        .load(&mut aliases, true)
+        .map_err(|e| Reject::new("front-matter", format!("the YAML front matter is not valid: {e}")))?;
+    if aliases.0 > 0 {
+        return Err(Reject::new("front-matter", "the YAML front matter uses aliases (*name); write the values out"));
+    }
+    Ok(())
 }
 
 fn yaml_scalar(y: &Yaml) -> Option<String> {
@@ -483,6 +514,20 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
         let normal = "> kutipan\n> - daftar\n>   - dalam\n\n1. satu\n   - dua\n";
         assert!(render(parse(normal).unwrap().markdown.as_deref().unwrap(), &base()).is_ok());
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused_unexpanded() {
+        let mut fm = String::from("---\na: &a [x,x,x,x,x,x,x,x,x,x]\n");
+        for (i, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+            fm += &format!(
+                "{i}: &{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            );
+        }
+        fm += "title: bomb\n---\nIsi.\n";
+        let started = std::time::Instant::now();
+        assert!(parse(&fm).unwrap_err().reason.contains("aliases"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

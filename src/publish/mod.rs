@@ -90,6 +90,32 @@ pub fn render(
     Ok(vec![("rss", rss), ("atom", atom), ("json", json)])
 }
 
+type Docs = Vec<(&'static str, Vec<u8>)>;
+
+/// Renders a feed; when the gate refuses it, finds the articles that cannot be rendered, leaves
+/// them out (logged by key) and publishes the rest: one bad article never stops a feed.
+fn render_without_bad_articles(
+    cfg: &Config,
+    feed: &Feed,
+    articles: Vec<Article>,
+    empty_updated: DateTime<Utc>,
+) -> Result<(Docs, Vec<Article>), String> {
+    let first_error = match render(cfg, feed, &articles, empty_updated) {
+        Ok(docs) => return Ok((docs, articles)),
+        Err(e) => e,
+    };
+    let (good, bad): (Vec<Article>, Vec<Article>) =
+        articles.into_iter().partition(|a| render(cfg, feed, std::slice::from_ref(a), empty_updated).is_ok());
+    if bad.is_empty() {
+        return Err(first_error);
+    }
+    for a in &bad {
+        let why = render(cfg, feed, std::slice::from_ref(a), empty_updated).err().unwrap_or_default();
+        error!("feed {}: leaving out article {} ({}): {why}", feed.name, a.key, a.origin);
+    }
+    render(cfg, feed, &good, empty_updated).map(|docs| (docs, good))
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
     pub written: usize,
@@ -129,7 +155,7 @@ impl Publisher {
                 report.unchanged += 3;
                 continue;
             }
-            let docs = match render(cfg, feed, &articles, store.created()) {
+            let (docs, articles) = match render_without_bad_articles(cfg, feed, articles, store.created()) {
                 Ok(d) => d,
                 Err(e) => {
                     report.failed += 3;
@@ -203,5 +229,51 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
             }
         }
         publish_blocking(&publisher, &cfg, &store).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn article(slug: &str, author: &str) -> Article {
+        let published = DateTime::parse_from_rfc3339("2026-11-01T00:00:00+07:00").expect("date");
+        let mut a = Article {
+            key: format!("drop/{slug}"),
+            id: format!("tag:x.org,2026-11-01:{slug}"),
+            source: "drop".into(),
+            slug: slug.into(),
+            title: format!("Judul {slug}"),
+            link: format!("https://x.org/{slug}"),
+            summary: "Ringkas.".into(),
+            content_html: "<p>Isi.</p>".into(),
+            authors: vec![author.into()],
+            categories: vec![],
+            tags: vec![],
+            language: "id".into(),
+            published,
+            updated: published.with_timezone(&Utc),
+            dateline: None,
+            extra: Default::default(),
+            origin: format!("{slug}.txt"),
+            digest: String::new(),
+            version: 1,
+        };
+        a.digest = a.compute_digest();
+        a
+    }
+
+    #[test]
+    fn one_unrenderable_article_is_left_out_not_the_feed() {
+        let text = "[site]\ntitle = \"T\"\nlink = \"https://x.org/\"\n[[feed]]\nname = \"all\"\n";
+        let cfg = Config::parse(text, Path::new("t.toml"), Path::new("/tmp")).expect("config");
+        // An author of only control characters is empty once rendered: the gate refuses it.
+        let articles = vec![article("a", "Ani"), article("b", "\u{1}"), article("c", "Cici")];
+        assert!(render(&cfg, &cfg.feeds[0], &articles, Utc::now()).is_err());
+        let (docs, kept) =
+            render_without_bad_articles(&cfg, &cfg.feeds[0], articles, Utc::now()).expect("rest published");
+        assert_eq!(kept.iter().map(|a| a.slug.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(docs.len(), 3);
     }
 }
