@@ -52,6 +52,35 @@ pub struct Dateline {
 }
 
 impl Article {
+    /// A minimal article for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub fn sample(slug: &str, title: &str, published: &str, author: &str) -> Article {
+        let published = DateTime::parse_from_rfc3339(published).expect("test date");
+        let mut a = Article {
+            key: article_key(DROP_SOURCE, slug),
+            id: format!("tag:x.org,2026-01-01:{slug}"),
+            source: DROP_SOURCE.into(),
+            slug: slug.into(),
+            title: title.into(),
+            link: format!("https://x.org/{slug}"),
+            summary: "Ringkas.".into(),
+            content_html: format!("<p>{title}</p>"),
+            authors: vec![author.into()],
+            categories: vec![],
+            tags: vec![],
+            language: "id".into(),
+            published,
+            updated: published.with_timezone(&Utc),
+            dateline: None,
+            extra: BTreeMap::new(),
+            origin: format!("{slug}.txt"),
+            digest: String::new(),
+            version: 1,
+        };
+        a.digest = a.compute_digest();
+        a
+    }
+
     /// The digest over everything a reader sees; dates of the file itself do not count.
     pub fn compute_digest(&self) -> String {
         let mut h = blake3::Hasher::new();

@@ -238,30 +238,7 @@ mod tests {
     use std::path::Path;
 
     fn article(slug: &str, author: &str) -> Article {
-        let published = DateTime::parse_from_rfc3339("2026-11-01T00:00:00+07:00").expect("date");
-        let mut a = Article {
-            key: format!("drop/{slug}"),
-            id: format!("tag:x.org,2026-11-01:{slug}"),
-            source: "drop".into(),
-            slug: slug.into(),
-            title: format!("Judul {slug}"),
-            link: format!("https://x.org/{slug}"),
-            summary: "Ringkas.".into(),
-            content_html: "<p>Isi.</p>".into(),
-            authors: vec![author.into()],
-            categories: vec![],
-            tags: vec![],
-            language: "id".into(),
-            published,
-            updated: published.with_timezone(&Utc),
-            dateline: None,
-            extra: Default::default(),
-            origin: format!("{slug}.txt"),
-            digest: String::new(),
-            version: 1,
-        };
-        a.digest = a.compute_digest();
-        a
+        Article::sample(slug, &format!("Judul {slug}"), "2026-11-01T00:00:00+07:00", author)
     }
 
     #[test]

@@ -276,33 +276,9 @@ impl Store {
 mod tests {
     use super::*;
     use crate::article::Article;
-    use chrono::DateTime;
 
     fn article(slug: &str, title: &str, published: &str) -> Article {
-        let published = DateTime::parse_from_rfc3339(published).expect("date");
-        let mut a = Article {
-            key: format!("drop/{slug}"),
-            id: format!("tag:x.org,2026-01-01:{slug}"),
-            source: "drop".into(),
-            slug: slug.into(),
-            title: title.into(),
-            link: format!("https://x.org/{slug}"),
-            summary: String::new(),
-            content_html: format!("<p>{title}</p>"),
-            authors: vec!["A".into()],
-            categories: vec![],
-            tags: vec![],
-            language: "id".into(),
-            published,
-            updated: published.with_timezone(&Utc),
-            dateline: None,
-            extra: Default::default(),
-            origin: format!("{slug}.txt"),
-            digest: String::new(),
-            version: 1,
-        };
-        a.digest = a.compute_digest();
-        a
+        Article::sample(slug, title, published, "A")
     }
 
     #[test]
