@@ -337,6 +337,19 @@ mod tests {
     }
 
     #[test]
+    fn a_store_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::open(dir.path()).expect("sled");
+            db.open_tree("meta").expect("tree").insert("schema_version", &99u32.to_be_bytes()).expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, Error::Schema { found: 99, .. }), "{err}");
+        assert_eq!(err.exit_code(), 65);
+    }
+
+    #[test]
     fn a_second_open_is_refused_as_locked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = Store::open(dir.path()).expect("open");
