@@ -66,21 +66,46 @@ fn labels(list: Vec<String>) -> Vec<String> {
 }
 
 /// An author as given, without an e-mail address in angle brackets or anything tag-like
-/// (feeds carry names; readers take `<...>` in a name for markup).
+/// (feeds carry names; readers take `<b>` in a name for markup). A `<` that starts no tag stays.
 fn author_name(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(open) = rest.find('<') {
         out.push_str(&rest[..open]);
-        match rest[open..].find('>') {
-            Some(close) => rest = &rest[open + close + 1..],
-            None => {
-                rest = &rest[open + 1..];
+        let after = &rest[open + 1..];
+        let starts_tag = after.starts_with(|c: char| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
+        match after.find(['<', '>']) {
+            Some(close) if starts_tag && after.as_bytes()[close] == b'>' => rest = &after[close + 1..],
+            _ => {
+                out.push('<');
+                rest = after;
             }
         }
     }
     out.push_str(rest);
-    clean(&out.replace('>', " "))
+    clean(&out)
+}
+
+/// Whether text shows anything: a letter, digit or symbol, not only spaces and zero-width marks.
+fn visible(s: &str) -> bool {
+    s.chars().any(|c| {
+        !c.is_whitespace() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{ad}')
+    })
+}
+
+/// The text of an HTML fragment, for telling whether a body shows anything.
+fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&nbsp;", " ").replace("&#8203;", "")
 }
 
 /// A one-line text field from a header or front matter: control characters (which YAML and TOML
@@ -170,8 +195,8 @@ fn resolve(
         },
         None => article_link(&cfg.ingest.article_link, &cfg.site.link, &slug),
     };
-    let title = clean(meta.get("title").unwrap_or(&draft.derived_title));
-    if title.is_empty() {
+    let title = meta.get("title").map(clean).filter(|t| visible(t)).unwrap_or_else(|| clean(&draft.derived_title));
+    if !visible(&title) {
         return Err(Reject::new("no-title", "the article has no title and no text to take one from"));
     }
     let title = text::shorten(&title, TITLE_LIMIT);
@@ -195,6 +220,9 @@ fn resolve(
         }
         None => draft.content_html,
     };
+    if !visible(&html_text(&content_html)) {
+        return Err(Reject::new("no-body", "the article's body shows no text (only markup that is not published)"));
+    }
     if content_html.len() > markdown::HTML_LIMIT {
         return Err(Reject::new(
             "too-large",
@@ -369,6 +397,17 @@ mod tests {
         assert_eq!(a.tags, ["ok", "x"]);
         let r = build(&cfg(), "x.md", b"<script>alert(1)</script>\n", now, now).unwrap_err();
         assert_eq!(r.code, "no-title");
+        let r = build(&cfg(), "x.md", b"---\ntitle: Komentar\n---\n<!-- x -->\n", now, now).unwrap_err();
+        assert_eq!(r.code, "no-body");
+        let a = build(&cfg(), "x.md", "---\ntitle: \"\u{200b}\"\n---\nIsi teks. Lagi.\n".as_bytes(), now, now)
+            .expect("article");
+        assert_eq!(a.article.title, "Isi teks", "an invisible title falls back to the lead");
+        let a = build(&cfg(), "x.md", b"# <b></b>\n\nIsi teks.\n", now, now).expect("an empty heading is no title");
+        assert_eq!(a.article.title, "Isi teks");
+        assert_eq!(
+            labels(vec!["<3 Jakarta".into(), "a < b".into(), "<b>x</b>".into(), "a]]>b".into()]),
+            ["<3 Jakarta", "a < b", "x", "a]]>b"]
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub fn parse(text: &str) -> Result<Draft, Reject> {
         && let Some(rest) = body.strip_prefix("# ")
     {
         let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
-        heading_title = Some(inline_text(line.trim().trim_end_matches('#').trim()));
+        heading_title = Some(inline_text(line.trim().trim_end_matches('#').trim())).filter(|t| !t.is_empty());
         body = after;
     }
     let lead = first_paragraph_text(body);
