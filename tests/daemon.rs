@@ -444,7 +444,10 @@ fn a_file_still_being_written_is_left_until_it_settles() {
     for part in ["Title: Ditulis Perlahan\n\n", "Paragraf satu.\n", "Paragraf dua.\n", "Paragraf terakhir.\n"] {
         f.write_all(part.as_bytes()).expect("write");
         f.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(400));
+        // Just written to, so not settled: nothing may have been read (the daemon scans every
+        // time the watcher sees a write, so a premature read would have happened by now).
+        std::thread::sleep(Duration::from_millis(300));
+        f.set_modified(std::time::SystemTime::now()).expect("touch");
         assert!(site.list().is_empty(), "read before it settled");
     }
     drop(f);
