@@ -375,17 +375,21 @@ fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// Writes a new file atomically (temp + fsync + rename without replacing).
 pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // A short temp name: the target's own name may already be near the 255-byte limit.
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".siar-{}-{n}.tmp", std::process::id()));
+    let tmp = temp_path(path.parent().unwrap_or(Path::new(".")));
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
     let result = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| rename_noreplace(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A fresh hidden temp name in `dir` (a dotfile ending in `.tmp`, which the drop folder ignores).
+/// Short on purpose: the target's own name may already be near the 255-byte limit.
+fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".siar-{}-{n}.tmp", std::process::id()))
 }
 
 /// Copies `src` into the drop folder atomically: a hidden temp name, fsync, then a rename that
@@ -400,10 +404,7 @@ pub fn hand_in(src: &Path, drop_dir: &Path) -> io::Result<PathBuf> {
     }
     let bytes = fs::read(src)?;
     let mtime = fs::metadata(src)?.modified()?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = drop_dir.join(tmp_name);
+    let tmp = temp_path(drop_dir);
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(&bytes)?;
