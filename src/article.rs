@@ -42,6 +42,42 @@ pub struct Article {
     pub digest: String,
     /// 1 for the first version, +1 for every stored change.
     pub version: u32,
+    /// For an item of an external feed: the id its origin gave it (guid/id), or the link or
+    /// content hash siar identified it by when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_id: Option<String>,
+    /// For an item of an external feed: the feed it came from (attribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<SourceRef>,
+    /// Other sources that carried the same story (cross-source duplicates), first seen first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provenance: Vec<Provenance>,
+}
+
+/// The external feed an item came from, as published in the item's attribution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// The `[[source]]` name.
+    pub name: String,
+    /// The feed URL polled (after permanent redirects).
+    pub url: String,
+    /// The origin feed's title.
+    pub title: String,
+    /// The origin feed's id (Atom id, else its URL).
+    pub feed_id: String,
+    /// The origin's web site (the feed's alternate link), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+}
+
+/// Another source that carried a story stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub source: String,
+    pub url: String,
+    pub origin_id: String,
+    pub link: String,
+    pub seen: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +112,9 @@ impl Article {
             origin: format!("{slug}.txt"),
             digest: String::new(),
             version: 1,
+            origin_id: None,
+            via: None,
+            provenance: Vec::new(),
         };
         a.digest = a.compute_digest();
         a
@@ -214,6 +253,58 @@ pub fn normalize_link(url: &url::Url) -> String {
         }
     }
     out
+}
+
+/// The link as a dedupe key: scheme, `www.`, fragment, tracking parameters and a trailing slash
+/// do not make two links different. `None` for what is not an absolute http(s) URL.
+pub fn link_key(link: &str) -> Option<String> {
+    let u = Url::parse(link).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = u.host_str()?.trim_start_matches("www.").to_ascii_lowercase();
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let path = u.path().trim_end_matches('/');
+    let query: Vec<String> = u
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("utm_") && !matches!(k.as_ref(), "fbclid" | "gclid" | "ref"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+    Some(format!("{host}{port}{path}{query}"))
+}
+
+/// Words of the body below this count never make two items the same story: boilerplate such as
+/// "Read more" or "Selengkapnya" is shared by unrelated items.
+const STORY_MIN_WORDS: usize = 40;
+
+/// The story as a dedupe key: the title and the body's words (case, markup and spacing aside),
+/// when the body is substantial.
+pub fn story_key(a: &Article) -> Option<[u8; 32]> {
+    let body = text_words(&a.content_html);
+    if body.len() < STORY_MIN_WORDS || a.title.trim().is_empty() {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(text_words(&a.title).join(" ").to_lowercase().as_bytes());
+    h.update(&[0]);
+    h.update(body.join(" ").to_lowercase().as_bytes());
+    Some(*h.finalize().as_bytes())
+}
+
+/// The words of an HTML fragment (tags dropped, entities left as they are).
+fn text_words(html: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut rest = html;
+    while !rest.is_empty() {
+        let (text, tail) = match rest.find('<') {
+            Some(i) => (&rest[..i], rest[i..].find('>').map_or("", |j| &rest[i + j + 1..])),
+            None => (rest, ""),
+        };
+        words.extend(text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()));
+        rest = tail;
+    }
+    words
 }
 
 /// Escapes text for HTML (element content and attribute values).

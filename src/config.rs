@@ -27,6 +27,8 @@ pub struct Config {
     pub ingest: Ingest,
     pub publish: Publish,
     pub feeds: Vec<Feed>,
+    pub fetch: Fetch,
+    pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,38 @@ pub struct Feed {
     pub limit: usize,
     pub categories: Vec<String>,
     pub languages: Vec<String>,
+    /// Only articles of these sources (`drop` is the drop folder); `None`: every source.
+    pub sources: Option<Vec<String>>,
+    /// At most this many articles of one source.
+    pub per_source_limit: Option<usize>,
+}
+
+/// `[fetch]`: how external feeds are polled.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub every: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_body: u64,
+    pub concurrency: usize,
+    pub user_agent: String,
+    pub allow_private: bool,
+    pub max_backoff: Duration,
+}
+
+/// `[[source]]`: one external feed.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub url: Url,
+    pub every: Duration,
+    pub schedule: Option<Schedule>,
+    pub category: Option<String>,
+    pub language: Option<String>,
+    pub max_items: Option<usize>,
+    pub max_age: Option<Duration>,
+    pub enabled: bool,
+    pub allow_private: bool,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +121,38 @@ struct RawConfig {
     publish: RawPublish,
     #[serde(default)]
     feed: Vec<RawFeed>,
+    #[serde(default)]
+    fetch: RawFetch,
+    #[serde(default)]
+    source: Vec<RawSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFetch {
+    every: Option<String>,
+    timeout: Option<String>,
+    connect_timeout: Option<String>,
+    max_body: Option<String>,
+    concurrency: Option<i64>,
+    user_agent: Option<String>,
+    allow_private: Option<bool>,
+    max_backoff: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    url: String,
+    every: Option<String>,
+    schedule: Option<String>,
+    category: Option<String>,
+    language: Option<String>,
+    max_items: Option<i64>,
+    max_age: Option<String>,
+    enabled: Option<bool>,
+    allow_private: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +206,8 @@ struct RawFeed {
     categories: Vec<String>,
     #[serde(default)]
     languages: Vec<String>,
+    sources: Option<Vec<String>>,
+    per_source_limit: Option<i64>,
 }
 
 impl Config {
@@ -277,8 +345,24 @@ impl Config {
                 return Err(fail(format!("{key} name: used by an earlier [[feed]]; names must be unique")));
             }
             let limit = f.limit.unwrap_or(50);
-            if !(1..=10_000).contains(&limit) {
-                return Err(fail(format!("{key} limit: {limit} is out of range; expected 1 to 10000")));
+            if !(1..=100_000).contains(&limit) {
+                return Err(fail(format!("{key} limit: {limit} is out of range; expected 1 to 100000")));
+            }
+            let per_source_limit = match f.per_source_limit {
+                None => None,
+                Some(n) if (1..=100_000).contains(&n) => Some(n as usize),
+                Some(n) => {
+                    return Err(fail(format!("{key} per_source_limit: {n} is out of range; expected 1 to 100000")));
+                }
+            };
+            if let Some(names) = &f.sources {
+                for n in names {
+                    if n != crate::article::DROP_SOURCE && !raw.source.iter().any(|s| &s.name == n) {
+                        return Err(fail(format!(
+                            "{key} sources: {n:?} is not \"drop\" (the drop folder) nor the name of a [[source]]"
+                        )));
+                    }
+                }
             }
             for l in &f.languages {
                 if !is_language_tag(l) {
@@ -300,11 +384,116 @@ impl Config {
                 limit: limit as usize,
                 categories: f.categories.iter().map(|c| c.trim().to_lowercase()).collect(),
                 languages: f.languages.iter().map(|l| canonical_language(l).to_lowercase()).collect(),
+                sources: f.sources.clone(),
+                per_source_limit,
             });
         }
 
-        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds })
+        let fetch = parse_fetch(&raw.fetch, &site).map_err(fail)?;
+        let sources = parse_sources(&raw.source, &fetch, &site).map_err(fail)?;
+        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds, fetch, sources })
     }
+}
+
+fn parse_fetch(f: &RawFetch, site: &Site) -> Result<Fetch, String> {
+    let duration = |v: &Option<String>, default: &str, key: &str| {
+        parse_duration(v.as_deref().unwrap_or(default)).map_err(|m| format!("[fetch] {key}: {m}"))
+    };
+    let fetch = Fetch {
+        every: duration(&f.every, "30m", "every")?,
+        timeout: duration(&f.timeout, "20s", "timeout")?,
+        connect_timeout: duration(&f.connect_timeout, "10s", "connect_timeout")?,
+        max_body: parse_size(f.max_body.as_deref().unwrap_or("10MiB")).map_err(|m| format!("[fetch] max_body: {m}"))?,
+        concurrency: match f.concurrency.unwrap_or(8) {
+            n @ 1..=1024 => n as usize,
+            n => return Err(format!("[fetch] concurrency: {n} is out of range; expected 1 to 1024")),
+        },
+        user_agent: f
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| format!("siar/{} (+{})", env!("CARGO_PKG_VERSION"), site.link)),
+        allow_private: f.allow_private.unwrap_or(false),
+        max_backoff: duration(&f.max_backoff, "24h", "max_backoff")?,
+    };
+    if fetch.every < Duration::from_secs(1) {
+        return Err("[fetch] every: must be at least 1s".into());
+    }
+    if fetch.timeout < Duration::from_millis(100) || fetch.connect_timeout < Duration::from_millis(100) {
+        return Err("[fetch] timeout and connect_timeout: must be at least 100ms".into());
+    }
+    if fetch.max_backoff < fetch.every.min(Duration::from_secs(1)) {
+        return Err("[fetch] max_backoff: must be at least 1s".into());
+    }
+    if fetch.user_agent.trim().is_empty() || fetch.user_agent.chars().any(|c| c.is_control()) {
+        return Err("[fetch] user_agent: must be non-empty text without control characters".into());
+    }
+    Ok(fetch)
+}
+
+/// Source names: `[a-z0-9_-]{1,64}`; `drop` is the drop folder's.
+pub fn is_source_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn parse_sources(raw: &[RawSource], fetch: &Fetch, site: &Site) -> Result<Vec<Source>, String> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let key = format!("[[source]] #{} ({:?})", i + 1, s.name);
+        if !is_source_name(&s.name) {
+            return Err(format!("{key} name: expected 1-64 characters a-z, 0-9, '-' or '_'"));
+        }
+        if s.name == crate::article::DROP_SOURCE {
+            return Err(format!("{key} name: \"drop\" is the drop folder's source name; choose another"));
+        }
+        if sources.iter().any(|o| o.name == s.name) {
+            return Err(format!("{key} name: used by an earlier [[source]]; names must be unique"));
+        }
+        let url = parse_url(&s.url).map_err(|m| format!("{key} url: {m}"))?;
+        if s.every.is_some() && s.schedule.is_some() {
+            return Err(format!("{key}: set either every or schedule, not both"));
+        }
+        let every = match &s.every {
+            Some(e) => parse_duration(e).map_err(|m| format!("{key} every: {m}"))?,
+            None => fetch.every,
+        };
+        if every < Duration::from_secs(1) {
+            return Err(format!("{key} every: must be at least 1s"));
+        }
+        let schedule = match &s.schedule {
+            Some(text) => {
+                Some(Schedule::parse(text, site.timezone).map_err(|m| format!("{key} schedule: {text:?}: {m}"))?)
+            }
+            None => None,
+        };
+        let language = match &s.language {
+            Some(l) if is_language_tag(l) => Some(canonical_language(l)),
+            Some(l) => return Err(format!("{key} language: {l:?} is not a language tag; expected e.g. \"id\"")),
+            None => None,
+        };
+        let max_items = match s.max_items {
+            None => None,
+            Some(n) if (1..=1_000_000).contains(&n) => Some(n as usize),
+            Some(n) => return Err(format!("{key} max_items: {n} is out of range; expected 1 to 1000000")),
+        };
+        let max_age = match &s.max_age {
+            Some(a) => Some(parse_duration(a).map_err(|m| format!("{key} max_age: {m}"))?),
+            None => None,
+        };
+        sources.push(Source {
+            name: s.name.clone(),
+            url,
+            every,
+            schedule,
+            category: s.category.as_ref().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()),
+            language,
+            max_items,
+            max_age,
+            enabled: s.enabled.unwrap_or(true),
+            allow_private: s.allow_private.unwrap_or(fetch.allow_private),
+        });
+    }
+    Ok(sources)
 }
 
 impl Feed {

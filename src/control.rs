@@ -1,6 +1,7 @@
 //! The control socket: sled admits one process, so while the daemon holds the store, commands such
 //! as `siar list` ask the daemon over a Unix socket in the state directory instead of opening it.
-//! Protocol: one request line (`list [LIMIT]`), answered with one JSON article per line.
+//! Protocol: one request line (`list [LIMIT]` or `sources`), answered with one JSON object per
+//! line (an article, or a source's status).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -13,7 +14,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::article::Article;
-use crate::store::Store;
+use crate::store::{SourceState, Store};
+
+/// One line of `siar sources`: a source's stored state and how many items it has in the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub items: usize,
+    pub state: Option<SourceState>,
+}
+
+/// The status of every source named, from the store.
+pub fn source_statuses(store: &Store, names: &[String]) -> Result<Vec<SourceStatus>, crate::store::Error> {
+    names
+        .iter()
+        .map(|n| Ok(SourceStatus { name: n.clone(), items: store.source_len(n), state: store.source_state(n)? }))
+        .collect()
+}
 
 pub fn socket_path(state: &Path) -> PathBuf {
     state.join("control.sock")
@@ -26,7 +43,7 @@ pub fn bind(state: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(&path)
 }
 
-pub async fn run(listener: UnixListener, store: Store, stop: CancellationToken) {
+pub async fn run(listener: UnixListener, store: Store, sources: Vec<String>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             () = stop.cancelled() => break,
@@ -37,7 +54,7 @@ pub async fn run(listener: UnixListener, store: Store, stop: CancellationToken) 
         };
         let store = store.clone();
         // One short request at a time: answering is quick and keeps shutdown simple.
-        if let Err(e) = answer(stream, store).await {
+        if let Err(e) = answer(stream, store, &sources).await {
             debug!("control socket client: {e}");
         }
     }
@@ -48,7 +65,7 @@ pub async fn run(listener: UnixListener, store: Store, stop: CancellationToken) 
     }
 }
 
-async fn answer(stream: tokio::net::UnixStream, store: Store) -> std::io::Result<()> {
+async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(read).take(4096);
@@ -78,7 +95,24 @@ async fn answer(stream: tokio::net::UnixStream, store: Store) -> std::io::Result
                 Err(e) => format!("error: {e}\n").into_bytes(),
             }
         }
-        _ => b"error: unknown request; expected: list [LIMIT]\n".to_vec(),
+        (Some("sources"), _) => {
+            let names = sources.to_vec();
+            let listed = tokio::task::spawn_blocking(move || source_statuses(&store, &names))
+                .await
+                .map_err(std::io::Error::other)?;
+            match listed {
+                Ok(list) => {
+                    let mut out = Vec::new();
+                    for s in list {
+                        serde_json::to_writer(&mut out, &s).map_err(std::io::Error::other)?;
+                        out.push(b'\n');
+                    }
+                    out
+                }
+                Err(e) => format!("error: {e}\n").into_bytes(),
+            }
+        }
+        _ => b"error: unknown request; expected: list [LIMIT] or sources\n".to_vec(),
     };
     write.write_all(&body).await?;
     write.shutdown().await
@@ -88,15 +122,24 @@ use tokio::io::AsyncReadExt as _;
 
 /// Asks a running daemon for its newest `limit` articles.
 pub fn request_list(state: &Path, limit: Option<usize>) -> Result<Vec<Article>, String> {
+    let line = match limit {
+        Some(n) => format!("list {n}\n"),
+        None => "list\n".to_string(),
+    };
+    request(state, &line)
+}
+
+/// Asks a running daemon for the status of its sources.
+pub fn request_sources(state: &Path) -> Result<Vec<SourceStatus>, String> {
+    request(state, "sources\n")
+}
+
+fn request<T: serde::de::DeserializeOwned>(state: &Path, request: &str) -> Result<Vec<T>, String> {
     let path = socket_path(state);
     let stream = UnixStream::connect(&path)
         .map_err(|e| format!("cannot reach the daemon's control socket {}: {e}", path.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let mut w = &stream;
-    let request = match limit {
-        Some(n) => format!("list {n}\n"),
-        None => "list\n".to_string(),
-    };
     w.write_all(request.as_bytes()).map_err(|e| format!("writing to {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for line in BufReader::new(&stream).lines() {
@@ -104,7 +147,7 @@ pub fn request_list(state: &Path, limit: Option<usize>) -> Result<Vec<Article>, 
         if let Some(err) = line.strip_prefix("error: ") {
             return Err(format!("the daemon answered: {err}"));
         }
-        out.push(serde_json::from_str(&line).map_err(|e| format!("the daemon sent an unreadable article: {e}"))?);
+        out.push(serde_json::from_str(&line).map_err(|e| format!("the daemon sent an unreadable line: {e}"))?);
     }
     Ok(out)
 }

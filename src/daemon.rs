@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::{control, ingest, publish};
+use crate::{control, fetch, ingest, publish};
 
 /// How long tasks get to finish the item in hand after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -137,8 +137,16 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let stop = CancellationToken::new();
 
     if once {
-        let (c, s, t) = (cfg.clone(), store.clone(), stop.clone());
         let signals = tokio::spawn(stop_on_signal(stop.clone()));
+        if cfg.sources.iter().any(|s| s.enabled) {
+            let fetcher = fetch::Fetcher::new(cfg.clone(), store.clone())
+                .map_err(|e| Failure::new(EX_SOFTWARE, anyhow::anyhow!(e)))?;
+            let reports = Arc::new(fetcher).poll_all(&stop).await;
+            let failed = reports.iter().filter(|r| !r.ok).count();
+            let new: usize = reports.iter().map(|r| r.new + r.updated).sum();
+            info!("polled {} sources: {failed} failed, {new} new or changed items", reports.len());
+        }
+        let (c, s, t) = (cfg.clone(), store.clone(), stop.clone());
         let report = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
             let ingested = ingest::drain(&c, &s, &t)?;
             let published = publish::Publisher::default().publish_all(&c, &s)?;
@@ -162,16 +170,19 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let changed = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
     let ingest_task = tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
+    tasks.spawn(fetch::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
     tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, stop.clone()));
-    tasks.spawn(control::run(listener, store.clone(), stop.clone()));
+    let names = cfg.sources.iter().map(|s| s.name.clone()).collect();
+    tasks.spawn(control::run(listener, store.clone(), names, stop.clone()));
     tasks.close();
     info!(
-        "siar {} running: drop folder {}, store {}, output {}, {} feeds, schedule {:?}",
+        "siar {} running: drop folder {}, store {}, output {}, {} feeds, {} sources, schedule {:?}",
         env!("CARGO_PKG_VERSION"),
         cfg.paths.drop.display(),
         cfg.paths.state.display(),
         cfg.paths.output.display(),
         cfg.feeds.len(),
+        cfg.sources.iter().filter(|s| s.enabled).count(),
         cfg.publish.schedule.text()
     );
 

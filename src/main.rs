@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use siar::config::Config;
 use siar::daemon::{self, DirState, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL, Failure};
-use siar::{control, ingest, store};
+use siar::{control, ingest, opml, store};
 
 #[derive(Parser)]
 #[command(name = "siar", version, about = "Publishes and aggregates news feeds")]
@@ -35,6 +35,14 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Show the external sources: last poll, last success, status, failures, items (also while the daemon runs)
+    Sources {
+        /// One JSON array of the sources' stored states
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<SourcesAction>,
+    },
     /// List stored articles, newest first
     List {
         /// One JSON array of the stored articles
@@ -44,6 +52,17 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+}
+
+#[derive(Subcommand)]
+enum SourcesAction {
+    /// Add the feeds of an OPML file to the config as [[source]] tables (checked before writing)
+    Import {
+        #[arg(value_name = "FILE.opml")]
+        file: PathBuf,
+    },
+    /// Print the configured sources as OPML 2.0
+    Export,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +77,12 @@ fn main() -> ExitCode {
         Command::Check => check(&cfg),
         Command::Ingest { files } => hand_in(&cfg, &files),
         Command::List { json, limit } => list(&cfg, json, limit),
+        Command::Sources { action: None, json } => show_sources(&cfg, json),
+        Command::Sources { action: Some(SourcesAction::Import { file }), .. } => import_sources(&cfg, &file),
+        Command::Sources { action: Some(SourcesAction::Export), .. } => {
+            print!("{}", opml::write(&cfg));
+            Ok(())
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,4 +240,114 @@ fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| Failure::new(daemon::EX_SOFTWARE, e)),
     }
+}
+
+fn show_sources(cfg: &Config, json: bool) -> Result<(), Failure> {
+    let names: Vec<String> = cfg.sources.iter().map(|s| s.name.clone()).collect();
+    let statuses = if !cfg.paths.state.exists() {
+        names.iter().map(|n| control::SourceStatus { name: n.clone(), items: 0, state: None }).collect()
+    } else {
+        match store::Store::open(&cfg.paths.state) {
+            Ok(s) => control::source_statuses(&s, &names)?,
+            Err(store::Error::Locked { .. }) => control::request_sources(&cfg.paths.state).map_err(|e| {
+                Failure::new(
+                    EX_TEMPFAIL,
+                    anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()),
+                )
+            })?,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = String::new();
+    if json {
+        out = serde_json::to_string_pretty(&statuses).map_err(|e| Failure::new(daemon::EX_SOFTWARE, e))? + "\n";
+    } else {
+        let now = Utc::now();
+        let when = |t: Option<chrono::DateTime<Utc>>| {
+            t.map_or("never".to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
+        for st in &statuses {
+            let source = cfg.sources.iter().find(|s| s.name == st.name);
+            let enabled = source.is_some_and(|s| s.enabled);
+            let Some(state) = &st.state else {
+                let status = if enabled { "not polled yet" } else { "disabled in the config" };
+                out += &format!("{}  {status}  items 0\n", st.name);
+                continue;
+            };
+            let status = if let Some(why) = &state.disabled {
+                format!("disabled: {why}")
+            } else if !enabled {
+                "disabled in the config".to_string()
+            } else if state.failures > 0 {
+                format!("backing off until {} ({})", when(state.next_poll), state.detail)
+            } else {
+                state.status.clone()
+            };
+            out += &format!(
+                "{}  {status}\n  url {}\n  last poll {}, last success {}, next poll {}, consecutive failures {}, items {}\n",
+                st.name,
+                state.url,
+                when(state.last_poll),
+                when(state.last_success),
+                if state.disabled.is_some() || !enabled {
+                    "none".to_string()
+                } else {
+                    when(state.next_poll.map(|t| t.max(now)))
+                },
+                state.failures,
+                st.items
+            );
+            if state.failures == 0 && !state.detail.is_empty() && state.disabled.is_none() {
+                out += &format!("  {}\n", state.detail);
+            }
+            if source.is_some_and(|s| s.url.as_str() != state.url) {
+                out += &format!("  moved permanently: update url = \"{}\" in {}\n", state.url, cfg.file.display());
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::new(daemon::EX_SOFTWARE, e)),
+    }
+}
+
+fn import_sources(cfg: &Config, file: &std::path::Path) -> Result<(), Failure> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| Failure::new(EX_NOINPUT, anyhow::anyhow!("cannot read {}: {e}", file.display())))?;
+    let outlines =
+        opml::read(&bytes).map_err(|e| Failure::new(daemon::EX_DATAERR, anyhow::anyhow!("{}: {e}", file.display())))?;
+    let (text, added, skipped) = opml::to_sources(cfg, &outlines);
+    if added.is_empty() {
+        println!(
+            "nothing to add: {} feeds in {}, {skipped} already configured or unusable",
+            outlines.len(),
+            file.display()
+        );
+        return Ok(());
+    }
+    let current = std::fs::read_to_string(&cfg.file)
+        .map_err(|e| Failure::new(EX_CONFIG, anyhow::anyhow!("cannot read {}: {e}", cfg.file.display())))?;
+    let mut new = current.clone();
+    if !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new += &format!("\n# Imported from {} on {}\n", file.display(), Utc::now().format("%Y-%m-%d"));
+    new += &text;
+    let base = cfg.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    Config::parse(&new, &cfg.file, base).map_err(|e| {
+        Failure::new(
+            EX_CONFIG,
+            anyhow::anyhow!("the imported sources would make the config invalid, nothing written: {e}"),
+        )
+    })?;
+    siar::publish::write::write_if_changed(&cfg.file, new.as_bytes())
+        .map_err(|e| Failure::new(daemon::EX_CANTCREAT, anyhow::anyhow!("cannot write {}: {e}", cfg.file.display())))?;
+    println!(
+        "added {} sources to {} ({}); {skipped} already configured or unusable. Check with `siar check`, then restart or reload siar",
+        added.len(),
+        cfg.file.display(),
+        added.join(", ")
+    );
+    Ok(())
 }

@@ -260,6 +260,9 @@ fn resolve(
         origin: name.to_string(),
         digest: String::new(),
         version: 1,
+        origin_id: None,
+        via: None,
+        provenance: Vec::new(),
     };
     article.digest = article.compute_digest();
     Ok((article, explicit_date))

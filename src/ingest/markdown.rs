@@ -1,14 +1,13 @@
 //! Markdown articles from the web desk: YAML (`---`) or TOML (`+++`) front matter, then a body
 //! rendered with pulldown-cmark and sanitized with ammonia. Pure: text in, Draft out.
 
-use std::collections::HashSet;
-
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use url::Url;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::text::{SUMMARY_MAX, derive_title, shorten};
 use super::{Draft, Meta, Reject};
+use crate::html::sanitize;
 
 pub fn parse(text: &str) -> Result<Draft, Reject> {
     let (meta, body) = split_front_matter(text)?;
@@ -257,150 +256,6 @@ pub fn render(body: &str, base: &Url) -> Result<String, Reject> {
         ));
     }
     Ok(sanitize(&html, base))
-}
-
-/// Elements kept in article HTML: what ammonia considers safe and feed readers (and the W3C
-/// validator) accept as HTML; `bdo` (text-direction spoofing) and `rtc` are not among them.
-const TAGS: &[&str] = &[
-    "a",
-    "abbr",
-    "acronym",
-    "b",
-    "bdi",
-    "blockquote",
-    "br",
-    "caption",
-    "cite",
-    "code",
-    "col",
-    "colgroup",
-    "data",
-    "dd",
-    "del",
-    "details",
-    "dfn",
-    "div",
-    "dl",
-    "dt",
-    "em",
-    "figcaption",
-    "figure",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "hgroup",
-    "hr",
-    "i",
-    "img",
-    "ins",
-    "kbd",
-    "li",
-    "mark",
-    "ol",
-    "p",
-    "pre",
-    "q",
-    "rp",
-    "rt",
-    "ruby",
-    "s",
-    "samp",
-    "small",
-    "span",
-    "strike",
-    "strong",
-    "sub",
-    "summary",
-    "sup",
-    "table",
-    "tbody",
-    "td",
-    "tfoot",
-    "th",
-    "thead",
-    "time",
-    "tr",
-    "tt",
-    "u",
-    "ul",
-    "var",
-    "wbr",
-];
-
-/// Elements removed with everything inside them: keeping the children of a form control or an
-/// embedded object leaves blocks where only inline content may stand.
-const DROP_WITH_CONTENT: &[&str] = &[
-    "script", "style", "object", "embed", "applet", "button", "select", "textarea", "marquee", "noscript", "template",
-    "iframe", "frameset", "noembed", "svg", "math",
-];
-
-pub fn sanitize(html: &str, base: &Url) -> String {
-    let (shielded, shield) = shield_references(html);
-    let clean = ammonia::Builder::default()
-        .tags(TAGS.iter().copied().collect())
-        .clean_content_tags(DROP_WITH_CONTENT.iter().copied().collect())
-        .rm_tag_attributes("q", &["cite"])
-        .rm_tag_attributes("blockquote", &["cite"])
-        .rm_tag_attributes("del", &["cite"])
-        .rm_tag_attributes("ins", &["cite"])
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
-        .link_rel(Some("noopener noreferrer"))
-        .clean(&shielded)
-        .to_string();
-    let clean = if shield { unshield_references(&clean) } else { clean };
-    clean.trim().to_string()
-}
-
-/// The escapes pulldown-cmark writes in text, and private-use stand-ins for them.
-const REFERENCES: [(&str, char); 4] =
-    [("&amp;", '\u{e000}'), ("&lt;", '\u{e001}'), ("&gt;", '\u{e002}'), ("&quot;", '\u{e003}')];
-
-/// html5ever's tokenizer takes time quadratic in the character references of one text node
-/// (measured: 8,192 `&` in a paragraph took 0.8 s, 16,384 took 1.6 s in a debug build). In text
-/// outside tags the four escapes are swapped for private-use characters before sanitizing and
-/// swapped back after. Skipped (false) when the text already holds those characters.
-fn shield_references(html: &str) -> (std::borrow::Cow<'_, str>, bool) {
-    if !html.contains('&') || html.contains(['\u{e000}', '\u{e001}', '\u{e002}', '\u{e003}']) {
-        return (html.into(), false);
-    }
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    let mut rest = html;
-    while let Some(i) = rest.find(['<', '>', '&']) {
-        out.push_str(&rest[..i]);
-        let c = rest.as_bytes()[i];
-        rest = &rest[i..];
-        if c == b'&' && !in_tag {
-            if let Some((entity, stand_in)) = REFERENCES.iter().find(|(e, _)| rest.starts_with(e)) {
-                out.push(*stand_in);
-                rest = &rest[entity.len()..];
-                continue;
-            }
-        } else if c == b'<' {
-            in_tag = true;
-        } else if c == b'>' {
-            in_tag = false;
-        }
-        out.push(c as char);
-        rest = &rest[1..];
-    }
-    out.push_str(rest);
-    (out.into(), true)
-}
-
-fn unshield_references(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() + 64);
-    for c in html.chars() {
-        match REFERENCES.iter().find(|(_, s)| *s == c) {
-            Some((entity, _)) => out.push_str(entity),
-            None => out.push(c),
-        }
-    }
-    out
 }
 
 /// The plain text of the first paragraph (or heading, when there is no paragraph).

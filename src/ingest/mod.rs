@@ -168,11 +168,7 @@ pub fn pass(
             };
             match build(cfg, &entry.name_text(), &bytes, DateTime::<Utc>::from(mtime), Utc::now()) {
                 Ok(incoming) => {
-                    puts.push(Put {
-                        article: incoming.article,
-                        explicit_date: incoming.explicit_date,
-                        file_hash: incoming.file_hash,
-                    });
+                    puts.push(Put::new(incoming.article, incoming.explicit_date, Some(incoming.file_hash), true));
                     accepted.push(entry);
                 }
                 Err(reject) => failed.push((entry, reject, Some(*blake3::hash(&bytes).as_bytes()))),
@@ -198,6 +194,10 @@ pub fn pass(
                 Outcome::Duplicate(key) => {
                     report.unchanged += 1;
                     format!("duplicate of article {key} (same bytes), nothing new")
+                }
+                Outcome::Merged(key) | Outcome::Pruned(key) => {
+                    report.unchanged += 1;
+                    format!("already known as article {key}")
                 }
             };
             done.push((entry, line));

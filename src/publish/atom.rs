@@ -1,7 +1,7 @@
 //! Article list -> Atom 1.0 bytes (`atom_syndication`). Its defaults are unsafe (empty id, 1970
 //! `updated`), so every field is set here and the validation gate checks the result.
 
-use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, TextType, WriteConfig};
+use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Source, Text, TextType, WriteConfig};
 use chrono::{DateTime, Duration, Utc};
 
 use super::FeedDoc;
@@ -37,6 +37,20 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
                     ..Default::default()
                 }],
                 summary: (!a.summary.is_empty()).then(|| text(&a.summary)),
+                source: a.via.as_ref().map(|v| Source {
+                    title: text_construct(&s(&v.title), None),
+                    id: s(&v.feed_id),
+                    updated: a.updated.fixed_offset(),
+                    links: std::iter::once(Link { href: s(&v.url), rel: "self".into(), ..Default::default() })
+                        .chain(v.site.iter().map(|site| Link {
+                            href: s(site),
+                            rel: "alternate".into(),
+                            mime_type: Some("text/html".into()),
+                            ..Default::default()
+                        }))
+                        .collect(),
+                    ..Default::default()
+                }),
                 content: Some(Content {
                     value: Some(s(&a.content_html)),
                     content_type: Some("html".into()),

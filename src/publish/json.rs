@@ -36,6 +36,26 @@ struct JsonItem<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
     language: &'a str,
+    #[serde(rename = "_siar", skip_serializing_if = "Option::is_none")]
+    siar: Option<Extension<'a>>,
+}
+
+/// The JSON Feed extension: attribution and provenance of aggregated items.
+#[derive(Serialize)]
+struct Extension<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<SourceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    provenance: &'a [crate::article::Provenance],
+}
+
+#[derive(Serialize)]
+struct SourceOut<'a> {
+    name: &'a str,
+    url: &'a str,
+    title: &'a str,
 }
 
 pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
@@ -53,6 +73,11 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             authors: a.authors.iter().map(|n| Author { name: n }).collect(),
             tags: doc.categories(a).collect(),
             language: &a.language,
+            siar: (a.via.is_some() || !a.provenance.is_empty()).then(|| Extension {
+                source: a.via.as_ref().map(|v| SourceOut { name: &v.name, url: &v.url, title: &v.title }),
+                origin_id: a.origin_id.as_deref().filter(|o| *o != a.id),
+                provenance: &a.provenance,
+            }),
         })
         .collect();
     let feed = JsonFeed {

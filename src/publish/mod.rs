@@ -55,7 +55,8 @@ pub fn selects(feed: &Feed, a: &Article) -> bool {
     let primary = |l: &str| l.split('-').next().unwrap_or_default().to_ascii_lowercase();
     let lang_ok = feed.languages.is_empty()
         || feed.languages.iter().any(|l| l.eq_ignore_ascii_case(&a.language) || *l == primary(&a.language));
-    cat_ok && lang_ok
+    let source_ok = feed.sources.as_ref().is_none_or(|names| names.contains(&a.source));
+    cat_ok && lang_ok && source_ok
 }
 
 pub const FORMATS: [&str; 3] = ["rss", "atom", "json"];
@@ -130,11 +131,34 @@ pub struct Publisher {
     published: HashMap<String, blake3::Hash>,
 }
 
+/// A feed's articles, newest first: the selectors, the limit and, with `per_source_limit`, at
+/// most that many of each source (one source re-dating its archive cannot flood a merged feed).
+fn select(feed: &Feed, store: &Store) -> Result<Vec<Article>, crate::store::Error> {
+    if let Some([only]) = feed.sources.as_deref() {
+        let cap = feed.per_source_limit.unwrap_or(usize::MAX).min(feed.limit);
+        if feed.categories.is_empty() && feed.languages.is_empty() {
+            return store.newest_of(only, cap);
+        }
+    }
+    let mut per_source: HashMap<String, usize> = HashMap::new();
+    store.newest(feed.limit, |a| {
+        if !selects(feed, a) {
+            return false;
+        }
+        let Some(cap) = feed.per_source_limit else { return true };
+        let n = per_source.entry(a.source.clone()).or_default();
+        *n += 1;
+        *n <= cap
+    })
+}
+
 /// Everything a feed's bytes depend on besides the config: which articles, in which versions.
 fn fingerprint(articles: &[Article]) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     for a in articles {
-        for part in [a.id.as_str(), a.digest.as_str(), &a.updated.to_rfc3339(), &a.published.to_rfc3339()] {
+        let provenance = a.provenance.len().to_string();
+        for part in [a.id.as_str(), a.digest.as_str(), &a.updated.to_rfc3339(), &a.published.to_rfc3339(), &provenance]
+        {
             h.update(part.as_bytes());
             h.update(&[0]);
         }
@@ -148,7 +172,7 @@ impl Publisher {
         let started = Instant::now();
         let mut report = Report::default();
         for feed in &cfg.feeds {
-            let articles = store.newest(feed.limit, |a| selects(feed, a))?;
+            let articles = select(feed, store)?;
             let print = fingerprint(&articles);
             let paths = FORMATS.map(|ext| cfg.paths.output.join(format!("{}.{ext}", feed.name)));
             if self.published.get(&feed.name) == Some(&print) && paths.iter().all(|p| p.exists()) {

@@ -21,6 +21,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             content: Some(s(&a.content_html)),
             categories: doc.categories(a).map(|c| Category { name: s(c), domain: None }).collect(),
             guid: Some(Guid { value: s(&a.id), permalink: false }),
+            source: a.via.as_ref().map(|v| rss::Source { url: s(&v.url), title: Some(s(&v.title)) }),
             pub_date: Some(rfc822(&a.published)),
             dublin_core_ext: Some(DublinCoreExtension {
                 creators: a.authors.iter().map(|n| s(n)).collect(),

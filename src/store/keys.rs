@@ -16,6 +16,25 @@ pub fn key_of_by_date(k: &[u8]) -> Option<&str> {
     std::str::from_utf8(k.get(8..)?).ok()
 }
 
+/// `by_source`: source ++ 0 ++ the `by_date` key, so one source's articles are in time order.
+pub fn by_source(source: &str, published: &DateTime<FixedOffset>, key: &str) -> Vec<u8> {
+    let mut k = by_source_prefix(source);
+    k.extend_from_slice(&by_date(published, key));
+    k
+}
+
+pub fn by_source_prefix(source: &str) -> Vec<u8> {
+    let mut k = source.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The article key inside a `by_source` key.
+pub fn key_of_by_source(k: &[u8]) -> Option<&str> {
+    let zero = k.iter().position(|&b| b == 0)?;
+    key_of_by_date(&k[zero + 1..])
+}
+
 /// `history`: article key ++ 0 ++ version.
 pub fn history(key: &str, version: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 5);

@@ -10,7 +10,9 @@ use chrono::{DateTime, Timelike, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use crate::article::Article;
+use serde::{Deserialize, Serialize};
+
+use crate::article::{self, Article, Provenance};
 
 const SCHEMA_VERSION: u32 = 1;
 /// sled's default cache is 1 GiB; a feed store needs far less.
@@ -52,6 +54,11 @@ pub enum Outcome {
     Unchanged(String),
     /// The same file bytes were stored before (under any name).
     Duplicate(String),
+    /// The same story, stored before from another source: recorded as its provenance (the key
+    /// of the article it joined).
+    Merged(String),
+    /// Retention removed this item before: it is not brought back.
+    Pruned(String),
 }
 
 /// One article for `put_many`, with what the merge needs to know.
@@ -60,31 +67,133 @@ pub struct Put {
     pub article: Article,
     /// The article named its own date, so an update may move it.
     pub explicit_date: bool,
-    /// blake3 of the source bytes: the same bytes again are a duplicate.
-    pub file_hash: [u8; 32],
+    /// blake3 of the source bytes of a drop file: the same bytes again are a duplicate.
+    pub file_hash: Option<[u8; 32]>,
+    /// Cross-source dedupe keys: the normalized link (when the link is the item's own) and the
+    /// story hash (title + substantial body).
+    pub link_key: Option<String>,
+    pub story_key: Option<[u8; 32]>,
+}
+
+impl Put {
+    /// A put with the dedupe keys computed from the article; `own_link` is false when the link
+    /// is a stand-in (an item that named none).
+    pub fn new(article: Article, explicit_date: bool, file_hash: Option<[u8; 32]>, own_link: bool) -> Put {
+        let link_key = if own_link { article::link_key(&article.link) } else { None };
+        let story_key = article::story_key(&article);
+        Put { article, explicit_date, file_hash, link_key, story_key }
+    }
+}
+
+/// What the store keeps about an external source between polls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The URL in the config when this state was written: a changed config URL starts afresh.
+    pub configured_url: String,
+    /// The URL polled: the configured one, or where a permanent redirect pointed.
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub next_poll: Option<DateTime<Utc>>,
+    /// Consecutive failures (0 after a success).
+    pub failures: u32,
+    /// "new", "ok", "not modified", "error", "disabled".
+    pub status: String,
+    /// The last outcome in words (the error, or what changed).
+    pub detail: String,
+    /// Why the source is disabled (410 Gone), if it is.
+    pub disabled: Option<String>,
+    pub title: Option<String>,
+    pub feed_id: Option<String>,
+    pub site: Option<String>,
+    pub polls: u64,
+    pub not_modified: u64,
+    pub errors: u64,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<serde_json::Error>>;
 
-fn put_one(
-    articles: &TransactionalTree,
-    by_date: &TransactionalTree,
-    by_hash: &TransactionalTree,
-    history: &TransactionalTree,
-    put: &Put,
-    now: DateTime<Utc>,
-) -> TxResult<Outcome> {
-    let mut incoming = put.article.clone();
-    if let Some(key) = by_hash.get(put.file_hash)? {
-        return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
+/// The trees one put touches, inside its transaction.
+struct Tx<'a> {
+    articles: &'a TransactionalTree,
+    by_date: &'a TransactionalTree,
+    by_hash: &'a TransactionalTree,
+    history: &'a TransactionalTree,
+    links: &'a TransactionalTree,
+    stories: &'a TransactionalTree,
+    aliases: &'a TransactionalTree,
+    pruned: &'a TransactionalTree,
+    by_source: &'a TransactionalTree,
+}
+
+fn load(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Article>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?)),
     }
-    by_hash.insert(&put.file_hash[..], incoming.key.as_bytes())?;
-    let old = match articles.get(incoming.key.as_bytes())? {
-        None => None,
-        Some(bytes) => Some(serde_json::from_slice::<Article>(&bytes).map_err(ConflictableTransactionError::Abort)?),
-    };
-    let outcome = match old {
+}
+
+fn save(tx: &Tx, a: &Article) -> TxResult<()> {
+    let bytes = serde_json::to_vec(a).map_err(ConflictableTransactionError::Abort)?;
+    tx.articles.insert(a.key.as_bytes(), bytes)?;
+    Ok(())
+}
+
+fn source_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(s, _)| s)
+}
+
+/// An article of another source telling the same story (same link, or same title and body).
+fn same_story(tx: &Tx, put: &Put) -> TxResult<Option<Article>> {
+    let source = &put.article.source;
+    let link = put.link_key.as_ref().map(|k| (tx.links, k.as_bytes().to_vec()));
+    let story = put.story_key.map(|k| (tx.stories, k.to_vec()));
+    for (tree, k) in link.into_iter().chain(story) {
+        if let Some(v) = tree.get(&k)?
+            && source_of(&String::from_utf8_lossy(&v)) != source
+            && let Some(a) = load(tx.articles, &v)?
+        {
+            return Ok(Some(a));
+        }
+    }
+    Ok(None)
+}
+
+fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
+    let mut incoming = put.article.clone();
+    if let Some(hash) = put.file_hash {
+        if let Some(key) = tx.by_hash.get(hash)? {
+            return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
+        }
+        tx.by_hash.insert(&hash[..], incoming.key.as_bytes())?;
+    }
+    let key = incoming.key.clone();
+    if tx.pruned.get(key.as_bytes())?.is_some() {
+        return Ok(Outcome::Pruned(key));
+    }
+    if let Some(canonical) = tx.aliases.get(key.as_bytes())? {
+        return Ok(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned()));
+    }
+    let outcome = match load(tx.articles, key.as_bytes())? {
         None => {
+            if incoming.source != crate::article::DROP_SOURCE
+                && let Some(mut first) = same_story(tx, put)?
+            {
+                // The first-seen version stays the published one; this source is recorded.
+                let via = incoming.via.as_ref();
+                first.provenance.push(Provenance {
+                    source: incoming.source.clone(),
+                    url: via.map(|v| v.url.clone()).unwrap_or_default(),
+                    origin_id: incoming.origin_id.clone().unwrap_or_default(),
+                    link: incoming.link.clone(),
+                    seen: now,
+                });
+                save(tx, &first)?;
+                tx.aliases.insert(key.as_bytes(), first.key.as_bytes())?;
+                return Ok(Outcome::Merged(first.key));
+            }
             incoming.version = 1;
             Outcome::Inserted(incoming.clone())
         }
@@ -95,6 +204,7 @@ fn put_one(
             // Keep the public id and, unless the new version names its own date, the first date.
             incoming.id = old.id.clone();
             incoming.version = old.version + 1;
+            incoming.provenance = old.provenance.clone();
             if !put.explicit_date {
                 incoming.published = old.published;
             }
@@ -103,14 +213,25 @@ fn put_one(
             let now_ms = now.with_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now);
             incoming.updated = now_ms.max(floor);
             let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
-            history.insert(keys::history(&old.key, old.version), old_bytes)?;
-            by_date.remove(keys::by_date(&old.published, &old.key))?;
+            tx.history.insert(keys::history(&old.key, old.version), old_bytes)?;
+            tx.by_date.remove(keys::by_date(&old.published, &old.key))?;
+            tx.by_source.remove(keys::by_source(&old.source, &old.published, &old.key))?;
             Outcome::Updated(incoming.clone())
         }
     };
-    let bytes = serde_json::to_vec(&incoming).map_err(ConflictableTransactionError::Abort)?;
-    articles.insert(incoming.key.as_bytes(), bytes)?;
-    by_date.insert(keys::by_date(&incoming.published, &incoming.key), &[])?;
+    save(tx, &incoming)?;
+    tx.by_date.insert(keys::by_date(&incoming.published, &key), &[])?;
+    tx.by_source.insert(keys::by_source(&incoming.source, &incoming.published, &key), &[])?;
+    if let Some(l) = &put.link_key
+        && tx.links.get(l.as_bytes())?.is_none()
+    {
+        tx.links.insert(l.as_bytes(), key.as_bytes())?;
+    }
+    if let Some(h) = put.story_key
+        && tx.stories.get(h)?.is_none()
+    {
+        tx.stories.insert(&h[..], key.as_bytes())?;
+    }
     Ok(outcome)
 }
 
@@ -123,6 +244,12 @@ pub struct Store {
     by_date: Tree,
     by_hash: Tree,
     history: Tree,
+    links: Tree,
+    stories: Tree,
+    aliases: Tree,
+    pruned: Tree,
+    by_source: Tree,
+    sources: Tree,
 }
 
 impl Store {
@@ -163,15 +290,43 @@ impl Store {
                 now
             }
         };
-        Ok(Store {
+        let store = Store {
             created,
             articles: tree("articles")?,
             by_date: tree("by_date")?,
             by_hash: tree("by_hash")?,
             history: tree("history")?,
+            links: tree("links")?,
+            stories: tree("stories")?,
+            aliases: tree("aliases")?,
+            pruned: tree("pruned")?,
+            by_source: tree("by_source")?,
+            sources: tree("sources")?,
             path: path.to_path_buf(),
             db,
-        })
+        };
+        if meta.get("indexes").map_err(sled_err)?.is_none() {
+            store.build_indexes()?;
+            meta.insert("indexes", &2u32.to_be_bytes()).map_err(sled_err)?;
+        }
+        Ok(store)
+    }
+
+    /// Fills the per-source and dedupe indexes for a store written before they existed.
+    fn build_indexes(&self) -> Result<(), Error> {
+        for item in self.articles.iter().values() {
+            let v = item.map_err(|e| self.err(e))?;
+            let a: Article = serde_json::from_slice(&v).map_err(|e| self.corrupt(e))?;
+            let k = keys::by_source(&a.source, &a.published, &a.key);
+            self.by_source.insert(k, &[]).map_err(|e| self.err(e))?;
+            if let Some(l) = article::link_key(&a.link) {
+                self.links.insert(l.as_bytes(), a.key.as_bytes()).map_err(|e| self.err(e))?;
+            }
+            if let Some(h) = article::story_key(&a) {
+                self.stories.insert(&h[..], a.key.as_bytes()).map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// When this store was created: the `updated` time of a feed that has no articles yet
@@ -200,7 +355,7 @@ impl Store {
         file_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Outcome, Error> {
-        let mut out = self.put_many(&[Put { article: incoming, explicit_date, file_hash: *file_hash }], now)?;
+        let mut out = self.put_many(&[Put::new(incoming, explicit_date, Some(*file_hash), true)], now)?;
         Ok(out.remove(0))
     }
 
@@ -208,11 +363,23 @@ impl Store {
     /// an existing one (same id, `updated` advanced, the old version kept in history), or nothing
     /// when its file bytes or its content were stored before. Outcomes are in input order.
     pub fn put_many(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
-        let trees = (&self.articles, &self.by_date, &self.by_hash, &self.history);
-        let result = trees.transaction(|(articles, by_date, by_hash, history)| {
-            // A transaction may run more than once: every run starts from the callers' articles.
-            puts.iter().map(|p| put_one(articles, by_date, by_hash, history, p, now)).collect::<Result<Vec<_>, _>>()
-        });
+        let trees = (
+            &self.articles,
+            &self.by_date,
+            &self.by_hash,
+            &self.history,
+            &self.links,
+            &self.stories,
+            &self.aliases,
+            &self.pruned,
+            &self.by_source,
+        );
+        let result =
+            trees.transaction(|(articles, by_date, by_hash, history, links, stories, aliases, pruned, by_source)| {
+                let tx = Tx { articles, by_date, by_hash, history, links, stories, aliases, pruned, by_source };
+                // A transaction may run more than once: every run starts from the callers' articles.
+                puts.iter().map(|p| put_one(&tx, p, now)).collect::<Result<Vec<_>, _>>()
+            });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => self.corrupt(e),
             TransactionError::Storage(e) => self.err(e),
@@ -265,6 +432,94 @@ impl Store {
 
     pub fn len(&self) -> usize {
         self.articles.len()
+    }
+
+    /// How many articles of a source are stored.
+    pub fn source_len(&self, source: &str) -> usize {
+        self.by_source.scan_prefix(keys::by_source_prefix(source)).count()
+    }
+
+    /// Newest articles of one source (by its own index: cheap even when the source is rare).
+    pub fn newest_of(&self, source: &str, limit: usize) -> Result<Vec<Article>, Error> {
+        let mut out = Vec::new();
+        for item in self.by_source.scan_prefix(keys::by_source_prefix(source)).keys().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let k = item.map_err(|e| self.err(e))?;
+            let key = keys::key_of_by_source(&k).ok_or_else(|| self.corrupt("a by_source key is not UTF-8"))?;
+            match self.get(key)? {
+                Some(a) => out.push(a),
+                None => return Err(self.corrupt(format!("by_source names {key}, which is not stored"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retention: removes a source's articles beyond the newest `max_items` and those published
+    /// before `older_than`. Their keys are remembered, so a later poll does not bring them back.
+    /// Returns the removed keys.
+    pub fn prune(
+        &self,
+        source: &str,
+        max_items: Option<usize>,
+        older_than: Option<DateTime<Utc>>,
+    ) -> Result<Vec<String>, Error> {
+        let mut index: Vec<sled::IVec> = Vec::new();
+        for k in self.by_source.scan_prefix(keys::by_source_prefix(source)).keys() {
+            index.push(k.map_err(|e| self.err(e))?);
+        }
+        let excess = max_items.map_or(0, |m| index.len().saturating_sub(m));
+        let mut removed = Vec::new();
+        let now = Utc::now().timestamp_millis().to_be_bytes();
+        for (i, k) in index.iter().enumerate() {
+            let key = keys::key_of_by_source(k).ok_or_else(|| self.corrupt("a by_source key is not UTF-8"))?;
+            let Some(a) = self.get(key)? else { continue };
+            let too_old = older_than.is_some_and(|t| a.published.with_timezone(&Utc) < t);
+            if i >= excess && !too_old {
+                continue;
+            }
+            let trees = (&self.articles, &self.by_date, &self.by_source, &self.pruned, &self.links, &self.stories);
+            let result = trees.transaction(|(articles, by_date, by_source, pruned, links, stories)| {
+                articles.remove(a.key.as_bytes())?;
+                by_date.remove(keys::by_date(&a.published, &a.key))?;
+                by_source.remove(&k[..])?;
+                pruned.insert(a.key.as_bytes(), &now)?;
+                let link = article::link_key(&a.link);
+                let story = article::story_key(&a);
+                for (tree, ik) in [(links, link.map(String::into_bytes)), (stories, story.map(|h| h.to_vec()))] {
+                    if let Some(ik) = ik
+                        && tree.get(&ik)?.is_some_and(|v| v == a.key.as_bytes())
+                    {
+                        tree.remove(ik)?;
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            });
+            result.map_err(|e| match e {
+                TransactionError::Abort(()) => self.corrupt("prune aborted"),
+                TransactionError::Storage(e) => self.err(e),
+            })?;
+            for h in self.history.scan_prefix(keys::history_prefix(&a.key)).keys() {
+                let h = h.map_err(|e| self.err(e))?;
+                self.history.remove(h).map_err(|e| self.err(e))?;
+            }
+            removed.push(a.key);
+        }
+        Ok(removed)
+    }
+
+    pub fn source_state(&self, name: &str) -> Result<Option<SourceState>, Error> {
+        match self.sources.get(name.as_bytes()).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("source {name}: {e}"))),
+        }
+    }
+
+    pub fn put_source_state(&self, name: &str, state: &SourceState) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(state).map_err(|e| self.corrupt(e))?;
+        self.sources.insert(name.as_bytes(), bytes).map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod origin;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
