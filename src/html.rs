@@ -100,7 +100,30 @@ pub fn sanitize(html: &str, base: &Url) -> String {
         .clean(&shielded)
         .to_string();
     let clean = if shield { unshield_references(&clean) } else { clean };
-    clean.trim().to_string()
+    without_tracking_pixels(&clean).trim().to_string()
+}
+
+/// Drops 1×1 (or 0×0) images: tracking pixels tell the origin who read the item, and show nothing.
+/// Runs on the sanitizer's output, whose attributes are always double-quoted.
+fn without_tracking_pixels(html: &str) -> std::borrow::Cow<'_, str> {
+    if !html.contains("<img ") {
+        return html.into();
+    }
+    let tiny =
+        |tag: &str, attr: &str| ["0", "1", "1px", "0px"].iter().any(|v| tag.contains(&format!(" {attr}=\"{v}\"")));
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find("<img ") {
+        let Some(len) = rest[i..].find('>') else { break };
+        let tag = &rest[i..=i + len];
+        out.push_str(&rest[..i]);
+        if !(tiny(tag, "width") && tiny(tag, "height")) {
+            out.push_str(tag);
+        }
+        rest = &rest[i + len + 1..];
+    }
+    out.push_str(rest);
+    out.into()
 }
 
 /// The escapes pulldown-cmark writes in text, and private-use stand-ins for them.
@@ -197,5 +220,10 @@ mod tests {
         assert!(out.contains(r#"href="https://origin.example/rel""#), "{out}");
         assert!(out.contains(r#"src="https://origin.example/news/x.png""#), "{out}");
         assert!(out.contains(r#"rel="noopener noreferrer""#), "{out}");
+        let pixel = sanitize(
+            r#"<p>a<img src="https://t.example/p.gif" width="1" height="1">b<img src="x.png" width="1" height="300"></p>"#,
+            &base,
+        );
+        assert_eq!(pixel, r#"<p>ab<img src="https://origin.example/news/x.png" width="1" height="300"></p>"#);
     }
 }

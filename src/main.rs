@@ -152,6 +152,12 @@ fn check(cfg: &Config) -> Result<(), Failure> {
         if !f.languages.is_empty() {
             select.push(format!("languages {}", f.languages.join(", ")));
         }
+        if let Some(src) = &f.sources {
+            select.push(format!("sources {}", src.join(", ")));
+        }
+        if let Some(n) = f.per_source_limit {
+            select.push(format!("at most {n} per source"));
+        }
         let select = if select.is_empty() { "all articles".to_string() } else { select.join("; ") };
         out += &format!("  {} \"{}\": newest {} of {select}\n", f.name, f.title, f.limit);
         for ext in siar::publish::FORMATS {
@@ -161,6 +167,49 @@ fn check(cfg: &Config) -> Result<(), Failure> {
                 f.url(&cfg.publish, ext)
             );
         }
+    }
+    let f = &cfg.fetch;
+    out += &format!(
+        "fetch: every {:?} by default, timeout {:?} (connect {:?}), max body {} bytes, {} at once (2 per host), backoff up to {:?}, private addresses {}\n",
+        f.every,
+        f.timeout,
+        f.connect_timeout,
+        f.max_body,
+        f.concurrency,
+        f.max_backoff,
+        if f.allow_private { "allowed" } else { "refused" }
+    );
+    if cfg.sources.is_empty() {
+        out += "sources: none (only the drop folder)\n";
+    } else {
+        out += "sources:\n";
+    }
+    for s in &cfg.sources {
+        let when = match &s.schedule {
+            Some(c) => format!("schedule \"{}\"", c.text()),
+            None => format!("every {:?}", s.every),
+        };
+        let mut extra = Vec::new();
+        if !s.enabled {
+            extra.push("disabled".to_string());
+        }
+        if let Some(c) = &s.category {
+            extra.push(format!("category {c}"));
+        }
+        if let Some(l) = &s.language {
+            extra.push(format!("language {l}"));
+        }
+        if let Some(n) = s.max_items {
+            extra.push(format!("keeps {n} items"));
+        }
+        if let Some(a) = s.max_age {
+            extra.push(format!("keeps {a:?}"));
+        }
+        if s.allow_private != f.allow_private {
+            extra.push(format!("private addresses {}", if s.allow_private { "allowed" } else { "refused" }));
+        }
+        let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
+        out += &format!("  {} <{}> {when}{extra}\n", s.name, s.url);
     }
     let sched = &cfg.publish.schedule;
     out += &format!(

@@ -567,3 +567,43 @@ fn config_errors_name_the_source_key() {
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
 }
+
+#[test]
+fn retention_keeps_the_newest_and_pruned_items_stay_gone() {
+    let origin = Origin::start();
+    let items: String = (1..=4)
+        .map(|i| {
+            item(
+                &format!("r{i}"),
+                &format!("R{i}"),
+                &format!("https://r.example/{i}"),
+                &format!("Fri, 27 Nov 2026 0{i}:00:00 GMT"),
+                "<p>r</p>",
+            )
+        })
+        .chain([item("old", "Lama", "https://r.example/old", "Mon, 02 Mar 2020 01:00:00 GMT", "<p>lama</p>")])
+        .collect();
+    origin.set("/rss", Reply::ok(RSS, rss(&items)));
+    let site = site(&format!("{}max_items = 2\nmax_age = \"365d\"\n", source("r", &origin.url("/rss"))));
+    site.run_once();
+    let titles = |site: &Site| -> Vec<String> {
+        site.list().iter().map(|a| a["title"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    assert_eq!(titles(&site), ["R4", "R3"]);
+    site.run_once();
+    assert_eq!(titles(&site), ["R4", "R3"], "a re-fetch does not bring pruned items back");
+    let detail = state_of(&site, "r")["detail"].as_str().unwrap_or_default().to_string();
+    assert!(detail.contains("0 new"), "{detail}");
+}
+
+#[test]
+fn content_location_is_the_base_when_the_feed_names_none() {
+    let origin = Origin::start();
+    let body = rss(&item("c", "Basis", "/artikel/1", "", "<p><a href=\"lain\">x</a></p>"));
+    origin.set("/rss", Reply::ok(RSS, body).header("Content-Location", "https://cdn.example/feeds/main.xml"));
+    let site = site(&source("c", &origin.url("/rss")));
+    site.run_once();
+    let feed = json_feed(&site, "all");
+    assert_eq!(feed["items"][0]["url"], "https://cdn.example/artikel/1");
+    assert!(feed["items"][0]["content_html"].as_str().unwrap_or_default().contains("https://cdn.example/feeds/lain"));
+}
