@@ -421,6 +421,10 @@ fn the_daemon_backs_off_and_resumes_by_itself() {
     });
     assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 4);
     assert!(started.elapsed() >= Duration::from_secs(3), "it did wait between failures");
+    // The store is the daemon's: `siar sources` asks it over the control socket.
+    let state = state_of(&site, "flaky");
+    assert_eq!((state["status"].as_str(), state["failures"].as_u64()), (Some("ok"), Some(0)), "{state}");
+    assert!(state["errors"].as_u64() >= Some(3));
     assert!(daemon.stop().success());
     let log = daemon.log();
     assert!(log.contains("failure 3 in a row"), "{log}");
@@ -606,4 +610,57 @@ fn content_location_is_the_base_when_the_feed_names_none() {
     let feed = json_feed(&site, "all");
     assert_eq!(feed["items"][0]["url"], "https://cdn.example/artikel/1");
     assert!(feed["items"][0]["content_html"].as_str().unwrap_or_default().contains("https://cdn.example/feeds/lain"));
+}
+
+#[test]
+fn every_feed_format_is_read() {
+    let origin = Origin::start();
+    let docs: [(&str, &str, String); 6] = [
+        ("rss091", RSS, r#"<?xml version="1.0"?><rss version="0.91"><channel><title>A</title><link>https://a.example/</link><description>d</description><language>en-us</language>
+<item><title>RSS 0.91 item</title><link>https://a.example/1</link><description>Satu</description></item></channel></rss>"#.into()),
+        ("rss10", "application/rdf+xml", r#"<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel rdf:about="https://b.example/"><title>B</title><link>https://b.example/</link><description>d</description></channel>
+<item rdf:about="https://b.example/1"><title>RSS 1.0 item</title><link>https://b.example/1</link><dc:date>2026-11-26T10:00:00+07:00</dc:date><dc:creator>Ani</dc:creator></item></rdf:RDF>"#.into()),
+        ("atom03", ATOM, r#"<?xml version="1.0"?><feed version="0.3" xmlns="http://purl.org/atom/ns#"><title>C</title><link rel="alternate" type="text/html" href="https://c.example/"/><modified>2026-11-26T00:00:00Z</modified>
+<entry><title>Atom 0.3 entry</title><link rel="alternate" type="text/html" href="https://c.example/1"/><id>tag:c.example,2026:1</id><issued>2026-11-26T00:00:00Z</issued><modified>2026-11-26T00:00:00Z</modified></entry></feed>"#.into()),
+        ("json10", "application/json", r#"{"version":"https://jsonfeed.org/version/1","title":"D","home_page_url":"https://d.example/","items":[{"id":"1","url":"https://d.example/1","title":"JSON 1.0 item","content_text":"Baris satu.\n\nBaris dua.","date_published":"2026-11-26T00:00:00Z","author":{"name":"Budi"}}]}"#.into()),
+        ("json11", "application/feed+json", r#"{"version":"https://jsonfeed.org/version/1.1","title":"E","items":[{"id":"https://e.example/1","url":"https://e.example/1","title":"JSON 1.1 item","content_html":"<p>Isi <b>tebal</b></p>","summary":"Ringkas <i>saja</i>","authors":[{"name":"Cici"}]}]}"#.into()),
+        ("rss20", RSS, rss(&item("f", "RSS 2.0 item", "https://f.example/1", "", "<p>f</p>"))),
+    ];
+    let mut cfg = String::new();
+    for (name, ct, body) in &docs {
+        origin.set(&format!("/{name}"), Reply::ok(ct, body.clone()));
+        cfg += &source(name, &origin.url(&format!("/{name}")));
+    }
+    let site = site(&cfg);
+    site.run_once();
+    let articles = site.list();
+    for (name, _, _) in &docs {
+        let mine = of_source(&articles, name);
+        assert_eq!(mine.len(), 1, "{name}: {:?}", state_of(&site, name));
+    }
+    let by_title = |t: &str| articles.iter().find(|a| a["title"] == t).unwrap_or_else(|| panic!("{t} missing"));
+    assert_eq!(by_title("RSS 1.0 item")["authors"][0], "Ani");
+    assert_eq!(by_title("Atom 0.3 entry")["id"], "tag:c.example,2026:1");
+    assert_eq!(by_title("JSON 1.0 item")["content_html"], "<p>Baris satu.</p>\n<p>Baris dua.</p>");
+    assert_eq!(by_title("JSON 1.0 item")["authors"][0], "Budi");
+    assert_eq!(by_title("JSON 1.1 item")["summary"], "Ringkas saja", "JSON summary is plain text");
+    assert_eq!(by_title("JSON 1.1 item")["content_html"], "<p>Isi <b>tebal</b></p>");
+    feedcheck(&site);
+}
+
+#[test]
+fn more_than_five_redirects_is_an_error() {
+    let origin = Origin::start();
+    for i in 1..=6 {
+        origin.set(&format!("/r{i}"), Reply::new(302).header("Location", format!("/r{}", i + 1)));
+    }
+    origin.set("/r7", Reply::ok(RSS, rss(&item("x", "X", "https://x.example/1", "", "<p>x</p>"))));
+    origin.set("/r3only", Reply::new(301).header("Location", "/r5"));
+    let site = site(&format!("{}{}", source("long", &origin.url("/r1")), source("short", &origin.url("/r3only"))));
+    site.run_once();
+    let long = state_of(&site, "long");
+    assert!(long["detail"].as_str().unwrap_or_default().contains("more than 5 redirects"), "{long}");
+    assert_eq!(origin.hits("/r7"), 1, "only the short chain (3 hops) reached the feed");
+    assert_eq!(state_of(&site, "short")["status"], "ok");
 }

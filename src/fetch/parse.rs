@@ -149,6 +149,9 @@ fn sniff(text: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
             "the URL serves an HTML page, not a feed (look for its <link rel=\"alternate\">)".into(),
         ));
     }
+    if name == "feed" && tag[..tag.find('>').unwrap_or(tag.len())].contains(ATOM_03) {
+        return Ok(atom03_as_atom10(text).into());
+    }
     if name != "rss" {
         return Ok(text.into());
     }
@@ -166,6 +169,24 @@ fn sniff(text: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     let mut out = text.to_string();
     out.insert_str(root + name_end, " version=\"2.0\"");
     Ok(out.into())
+}
+
+const ATOM_03: &str = "http://purl.org/atom/ns#";
+
+/// Atom 0.3 is read as Atom 1.0: its namespace, and the elements 1.0 renamed (`modified`,
+/// `issued`, `tagline`, `copyright`), become 1.0's; the rest of 0.3 is 1.0's already.
+fn atom03_as_atom10(text: &str) -> String {
+    let mut out = text.replace(ATOM_03, "http://www.w3.org/2005/Atom");
+    for (old, new) in
+        [("modified", "updated"), ("issued", "published"), ("tagline", "subtitle"), ("copyright", "rights")]
+    {
+        for (o, n) in [("<", "<"), ("</", "</")] {
+            for end in [">", " "] {
+                out = out.replace(&format!("{o}{old}{end}"), &format!("{n}{new}{end}"));
+            }
+        }
+    }
+    out
 }
 
 /// Byte offset of the root element's `<`, past the prolog, comments, PIs and the DOCTYPE.
