@@ -169,9 +169,9 @@ impl Fetcher {
             return report;
         }
         let host = self.host_permit(&state.url);
-        let (Ok(_global), Ok(_host)) = (self.global.acquire().await, host.acquire().await) else {
-            return report;
-        };
+        // The host's permit first: a poll waiting for a busy host must not hold a global one.
+        let Ok(_host) = host.acquire().await else { return report };
+        let Ok(_global) = self.global.acquire().await else { return report };
         let url = match Url::parse(&state.url) {
             Ok(u) => u,
             Err(_) => source.url.clone(),

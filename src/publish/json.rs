@@ -32,6 +32,7 @@ struct JsonItem<'a> {
     summary: &'a str,
     date_published: String,
     date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     authors: Vec<Author<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
