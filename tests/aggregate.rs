@@ -664,3 +664,43 @@ fn more_than_five_redirects_is_an_error() {
     assert_eq!(origin.hits("/r7"), 1, "only the short chain (3 hops) reached the feed");
     assert_eq!(state_of(&site, "short")["status"], "ok");
 }
+
+#[test]
+fn a_changed_item_keeps_its_id_gets_a_new_updated_and_keeps_history() {
+    let origin = Origin::start();
+    let v1 = rss(&item(
+        "https://c.example/1",
+        "Awal",
+        "https://c.example/1",
+        "Fri, 27 Nov 2026 01:00:00 GMT",
+        "<p>Versi satu.</p>",
+    ));
+    let v2 = rss(&item(
+        "https://c.example/1",
+        "Awal (ralat)",
+        "https://c.example/1",
+        "Fri, 27 Nov 2026 01:00:00 GMT",
+        "<p>Versi dua.</p>",
+    ));
+    origin.set("/rss", Reply::ok(RSS, v1));
+    let site = site(&source("c", &origin.url("/rss")));
+    site.run_once();
+    let before = site.list().remove(0);
+    origin.set("/rss", Reply::ok(RSS, v2));
+    site.run_once();
+    let list = site.list();
+    assert_eq!(list.len(), 1);
+    let after = &list[0];
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["id"], "https://c.example/1");
+    assert_eq!(after["version"], 2);
+    assert_eq!(after["title"], "Awal (ralat)");
+    assert!(secs_from_now(&after["updated"]) > secs_from_now(&before["updated"]) - 1);
+    assert!(after["updated"] != before["updated"], "a new updated time");
+    assert_eq!(after["published"], before["published"], "the origin's date stays");
+    let atom = site.feed("all.atom");
+    assert!(atom.contains("Awal (ralat)") && !atom.contains("Versi satu"), "{atom}");
+    let store = siar::store::Store::open(&site.path("state")).expect("the store, siar having exited");
+    let history = store.history(after["key"].as_str().expect("key")).expect("history");
+    assert_eq!(history.iter().map(|a| a.title.as_str()).collect::<Vec<_>>(), ["Awal"]);
+}
