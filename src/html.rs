@@ -193,6 +193,43 @@ pub fn to_text(html: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Inline elements: their tags do not separate words.
+const INLINE: &[&str] = &[
+    "a", "abbr", "acronym", "b", "bdi", "cite", "code", "data", "del", "dfn", "em", "i", "ins", "kbd", "mark", "q",
+    "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var", "wbr",
+];
+
+/// The plain text of HTML that `sanitize` wrote: no parsing needed, as its output is regular
+/// (tags closed, `<` in text escaped, only the serializer's entities). Block tags separate words.
+pub fn text_of_sanitized(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let Some(gt) = rest[lt..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = &rest[lt + 1..lt + gt];
+        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or_default();
+        if !INLINE.contains(&name) {
+            out.push(' ');
+        }
+        rest = &rest[lt + gt + 1..];
+    }
+    out.push_str(rest);
+    let text = if out.contains('&') {
+        out.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&nbsp;", " ")
+            .replace("&amp;", "&")
+    } else {
+        out
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +243,19 @@ mod tests {
         assert_eq!(to_text("AT&T <3 a < b"), "AT&T <3 a < b");
         assert_eq!(to_text("  plain\n text "), "plain text");
         assert_eq!(to_text("&lt;b&gt;literal&lt;/b&gt;"), "<b>literal</b>");
+    }
+
+    #[test]
+    fn text_of_sanitized_html_matches_the_parser() {
+        let base = Url::parse("https://origin.example/").expect("url");
+        for (html, text) in [
+            ("<p>Tom &amp; Jerry&nbsp;<b>x</b>y</p><p>a &lt; b</p>", "Tom & Jerry xy a < b"),
+            ("plain", "plain"),
+            ("<ul><li>1</li><li>2</li></ul>", "1 2"),
+            ("<p>a<br>b <a href=\"https://x.example/\">c</a>d</p>", "a b cd"),
+        ] {
+            assert_eq!(text_of_sanitized(&sanitize(html, &base)), text, "{html}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::article::{Article, SourceRef, article_key, escape_html, mint_id, normalize_link, strip_forbidden};
 use crate::config::{Source, canonical_language, is_language_tag};
-use crate::html::{sanitize, to_text};
+use crate::html::{sanitize, text_of_sanitized, to_text};
 use crate::store::Put;
 
 /// Items read from one document; later ones are dropped (logged).
@@ -326,20 +326,25 @@ fn item(
     } else {
         sanitize(strip_forbidden(content_raw).as_ref(), &content_base)
     };
-    let summary_src = entry.summary.as_ref().map(|s| s.content.as_str()).unwrap_or_default();
-    let mut summary = one_line(summary_src, MAX_SUMMARY * 4);
+    let content_text = text_of_sanitized(&content_html);
+    // The summary: the item's own (as text), else the start of the content's text.
+    let own_summary = entry.content.as_ref().and_then(|c| c.body.as_ref()).is_some_and(|b| !b.trim().is_empty());
+    let mut summary = match (&entry.summary, own_summary) {
+        (Some(s), true) => one_line(&s.content, MAX_SUMMARY * 4),
+        _ => String::new(),
+    };
     if summary.is_empty() {
-        summary = to_text(&content_html);
+        summary = content_text.clone();
     }
     let summary = shorten(&summary, MAX_SUMMARY);
     let mut title = entry.title.as_ref().map(|t| one_line(&t.content, MAX_TITLE)).unwrap_or_default();
     if title.is_empty() {
-        title = shorten(&to_text(&content_html), 110);
+        title = shorten(&content_text, 110);
     }
     if title.is_empty() {
         title = link.clone().unwrap_or_else(|| "Untitled".into());
     }
-    if to_text(&content_html).is_empty() {
+    if content_text.is_empty() {
         content_html = format!("<p>{}</p>", escape_html(&title));
     }
     let mut authors: Vec<String> = entry
