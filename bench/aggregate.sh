@@ -73,7 +73,7 @@ echo "nginx on :$PORT (pid $nginx_pid): ETag $etag, conditional GET -> $code"
 # --- reader venv --------------------------------------------------------------------------------
 if [[ ! -x $VENV/bin/python ]]; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q reader
+  "$VENV/bin/pip" install -q reader sgmllib3k   # reader 3.26 vendors a feedparser that imports sgmllib
 fi
 echo "reader $("$VENV/bin/python" -c 'import reader; print(reader.__version__)'), siar $SIAR"
 
