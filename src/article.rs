@@ -245,9 +245,16 @@ pub fn normalize_link(url: &url::Url) -> String {
     let s = url.as_str();
     let host_end = url.host_str().map_or(0, |h| s.find(h).map_or(0, |i| i + h.len()));
     let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
     for (i, c) in s.char_indices() {
         match c {
             '|' | '^' | '{' | '}' | '\\' | '`' => out.push_str(&format!("%{:02X}", c as u32)),
+            // A `%` that does not start an escape is a literal percent sign.
+            '%' if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) =>
+            {
+                out.push_str("%25")
+            }
             '[' | ']' if i >= host_end => out.push_str(&format!("%{:02X}", c as u32)),
             _ => out.push(c),
         }
@@ -281,30 +288,44 @@ const STORY_MIN_WORDS: usize = 40;
 /// The story as a dedupe key: the title and the body's words (case, markup and spacing aside),
 /// when the body is substantial.
 pub fn story_key(a: &Article) -> Option<[u8; 32]> {
-    let body = text_words(&a.content_html);
-    if body.len() < STORY_MIN_WORDS || a.title.trim().is_empty() {
+    if a.title.trim().is_empty() || count_words(&a.content_html) < STORY_MIN_WORDS {
         return None;
     }
     let mut h = blake3::Hasher::new();
-    h.update(text_words(&a.title).join(" ").to_lowercase().as_bytes());
+    hash_words(&mut h, &a.title);
     h.update(&[0]);
-    h.update(body.join(" ").to_lowercase().as_bytes());
+    hash_words(&mut h, &a.content_html);
     Some(*h.finalize().as_bytes())
 }
 
-/// The words of an HTML fragment (tags dropped, entities left as they are).
-fn text_words(html: &str) -> Vec<&str> {
-    let mut words = Vec::new();
+fn count_words(html: &str) -> usize {
+    let mut n = 0;
+    for_words(html, |_| n += 1);
+    n
+}
+
+/// Hashes the words lower-cased, one space between them, without building the text.
+fn hash_words(h: &mut blake3::Hasher, html: &str) {
+    let mut buf = [0u8; 4];
+    for_words(html, |w| {
+        for c in w.chars().flat_map(char::to_lowercase) {
+            h.update(c.encode_utf8(&mut buf).as_bytes());
+        }
+        h.update(b" ");
+    });
+}
+
+/// Calls `f` with each word of an HTML fragment (tags dropped, entities left as they are).
+fn for_words(html: &str, mut f: impl FnMut(&str)) {
     let mut rest = html;
     while !rest.is_empty() {
         let (text, tail) = match rest.find('<') {
             Some(i) => (&rest[..i], rest[i..].find('>').map_or("", |j| &rest[i + j + 1..])),
             None => (rest, ""),
         };
-        words.extend(text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()));
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).for_each(&mut f);
         rest = tail;
     }
-    words
 }
 
 /// Escapes text for HTML (element content and attribute values).
@@ -356,5 +377,6 @@ mod tests {
         assert_eq!(u("https://x.org/a|b?q={1}^`\\[2]#f"), "https://x.org/a%7Cb?q=%7B1%7D%5E%60%5C%5B2%5D#f");
         assert_eq!(u("http://[::1]:8080/a"), "http://[::1]:8080/a");
         assert_eq!(u("https://x.org/berita/a-b"), "https://x.org/berita/a-b");
+        assert_eq!(u("https://x.org/u?id=1&c=%d&e=%41"), "https://x.org/u?id=1&c=%25d&e=%41");
     }
 }

@@ -86,21 +86,32 @@ const DROP_WITH_CONTENT: &[&str] = &[
 ];
 
 pub fn sanitize(html: &str, base: &Url) -> String {
+    thread_local! {
+        // Building the sanitizer (hash sets of tags and attributes) costs as much as cleaning a
+        // short item: one per thread, only its base URL changes per call.
+        static BUILDER: std::cell::RefCell<ammonia::Builder<'static>> = std::cell::RefCell::new(builder());
+    }
     let (shielded, shield) = shield_references(html);
-    let clean = ammonia::Builder::default()
-        .tags(TAGS.iter().copied().collect())
+    let clean = BUILDER.with(|b| {
+        let mut b = b.borrow_mut();
+        b.url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()));
+        b.clean(&shielded).to_string()
+    });
+    let clean = if shield { unshield_references(&clean) } else { clean };
+    without_tracking_pixels(&clean).trim().to_string()
+}
+
+fn builder() -> ammonia::Builder<'static> {
+    let mut b = ammonia::Builder::default();
+    b.tags(TAGS.iter().copied().collect())
         .clean_content_tags(DROP_WITH_CONTENT.iter().copied().collect())
         .rm_tag_attributes("q", &["cite"])
         .rm_tag_attributes("blockquote", &["cite"])
         .rm_tag_attributes("del", &["cite"])
         .rm_tag_attributes("ins", &["cite"])
         .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
-        .link_rel(Some("noopener noreferrer"))
-        .clean(&shielded)
-        .to_string();
-    let clean = if shield { unshield_references(&clean) } else { clean };
-    without_tracking_pixels(&clean).trim().to_string()
+        .link_rel(Some("noopener noreferrer"));
+    b
 }
 
 /// Drops 1×1 (or 0×0) images: tracking pixels tell the origin who read the item, and show nothing.
@@ -117,7 +128,8 @@ fn without_tracking_pixels(html: &str) -> std::borrow::Cow<'_, str> {
         let Some(len) = rest[i..].find('>') else { break };
         let tag = &rest[i..=i + len];
         out.push_str(&rest[..i]);
-        if !(tiny(tag, "width") && tiny(tag, "height")) {
+        // An image without a source (its `data:` or `javascript:` URL removed) shows nothing either.
+        if !(tiny(tag, "width") && tiny(tag, "height")) && tag.contains(" src=\"") {
             out.push_str(tag);
         }
         rest = &rest[i + len + 1..];
@@ -164,6 +176,9 @@ fn shield_references(html: &str) -> (std::borrow::Cow<'_, str>, bool) {
 }
 
 fn unshield_references(html: &str) -> String {
+    if !html.contains(['\u{e000}', '\u{e001}', '\u{e002}', '\u{e003}']) {
+        return html.to_string();
+    }
     let mut out = String::with_capacity(html.len() + 64);
     for c in html.chars() {
         match REFERENCES.iter().find(|(_, s)| *s == c) {
@@ -193,6 +208,33 @@ pub fn to_text(html: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The nesting depth of non-void elements in HTML (approximate: enough to refuse pathologies).
+pub fn html_nesting(html: &str) -> usize {
+    const VOID: &[&str] =
+        &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"];
+    let (mut depth, mut max) = (0usize, 0usize);
+    let b = html.as_bytes();
+    let mut i = 0;
+    while let Some(off) = html[i..].find('<') {
+        i += off + 1;
+        if b.get(i) == Some(&b'/') {
+            depth = depth.saturating_sub(1);
+            continue;
+        }
+        let name_len = b[i..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+        if name_len == 0 {
+            continue;
+        }
+        let name = html[i..i + name_len].to_ascii_lowercase();
+        let self_closing = html[i..].find('>').is_some_and(|e| html[i..i + e].ends_with('/'));
+        if !VOID.contains(&name.as_str()) && !self_closing {
+            depth += 1;
+            max = max.max(depth);
+        }
+    }
+    max
+}
+
 /// Inline elements: their tags do not separate words.
 const INLINE: &[&str] = &[
     "a", "abbr", "acronym", "b", "bdi", "cite", "code", "data", "del", "dfn", "em", "i", "ins", "kbd", "mark", "q",
@@ -202,32 +244,51 @@ const INLINE: &[&str] = &[
 /// The plain text of HTML that `sanitize` wrote: no parsing needed, as its output is regular
 /// (tags closed, `<` in text escaped, only the serializer's entities). Block tags separate words.
 pub fn text_of_sanitized(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
+    let mut out = String::with_capacity(html.len() / 2);
+    // One pass: tags dropped (block tags are a space), entities decoded, white space collapsed.
+    let mut space = false;
     let mut rest = html;
-    while let Some(lt) = rest.find('<') {
-        out.push_str(&rest[..lt]);
-        let Some(gt) = rest[lt..].find('>') else {
-            rest = "";
-            break;
-        };
-        let tag = &rest[lt + 1..lt + gt];
-        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or_default();
-        if !INLINE.contains(&name) {
-            out.push(' ');
+    let push = |out: &mut String, text: &str, space: &mut bool| {
+        for c in text.chars() {
+            if c.is_whitespace() {
+                *space = true;
+            } else {
+                if *space && !out.is_empty() {
+                    out.push(' ');
+                }
+                *space = false;
+                out.push(c);
+            }
         }
-        rest = &rest[lt + gt + 1..];
-    }
-    out.push_str(rest);
-    let text = if out.contains('&') {
-        out.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&nbsp;", " ")
-            .replace("&amp;", "&")
-    } else {
-        out
     };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    while let Some(i) = rest.find(['<', '&']) {
+        push(&mut out, &rest[..i], &mut space);
+        rest = &rest[i..];
+        if rest.starts_with('<') {
+            let Some(gt) = rest.find('>') else { return out };
+            let name = rest[1..gt].trim_start_matches('/').split([' ', '/']).next().unwrap_or_default();
+            if !INLINE.contains(&name) {
+                space = true;
+            }
+            rest = &rest[gt + 1..];
+        } else {
+            let entity = [("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&nbsp;", " ")]
+                .iter()
+                .find(|(e, _)| rest.starts_with(e));
+            match entity {
+                Some((e, text)) => {
+                    push(&mut out, text, &mut space);
+                    rest = &rest[e.len()..];
+                }
+                None => {
+                    push(&mut out, "&", &mut space);
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+    push(&mut out, rest, &mut space);
+    out
 }
 
 #[cfg(test)]

@@ -206,8 +206,12 @@ impl Fetcher {
                         now: Utc::now(),
                     };
                     parse::parse(&body, &cx)
-                })
-                .await;
+                });
+                // A stop does not wait for a parse in hand (it is bounded, but may take a while).
+                let parsed = tokio::select! {
+                    r = parsed => r,
+                    () = stop.cancelled() => return report,
+                };
                 match parsed {
                     Ok(Ok(p)) => Ok((meta.fresh_for.max(p.ttl), meta, Some(p))),
                     Ok(Err(e)) => Err(Failure { text: format!("{url}: {e}"), retry_after: None, network: false }),

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::article::{Article, SourceRef, article_key, escape_html, mint_id, normalize_link, strip_forbidden};
 use crate::config::{Source, canonical_language, is_language_tag};
-use crate::html::{sanitize, text_of_sanitized, to_text};
+use crate::html::{html_nesting, sanitize, text_of_sanitized, to_text};
 use crate::store::Put;
 
 /// Items read from one document; later ones are dropped (logged).
@@ -21,6 +21,8 @@ const MAX_NAME: usize = 200;
 const MAX_CONTENT: usize = 512 * 1024;
 const MAX_SUMMARY: usize = 600;
 const MAX_CATEGORIES: usize = 20;
+/// Content HTML nested deeper than this is published as text.
+const MAX_NESTING: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,19 +90,31 @@ fn root_xml_base(text: &str) -> Option<String> {
     Some(tag[v.start + 1..v.end - 1].to_string())
 }
 
-/// Bytes -> UTF-8 text. The charset comes from the BOM, else the HTTP header, else the XML
-/// declaration, else UTF-8; bytes that are valid UTF-8 while a declaration says UTF-8 are read as
-/// UTF-8 whatever the other one says (a server default such as ISO-8859-1 is a common mistake). The
-/// XML declaration is rewritten to say UTF-8. Returns whether bytes had to be replaced.
+/// Bytes -> UTF-8 text. The charset: a BOM; else UTF-16 recognised by its first characters (XML
+/// spec, appendix F); else UTF-8 when the bytes are valid UTF-8 (whatever a declaration says: a
+/// wrong server default such as ISO-8859-1 is far more common than Latin-1 text that happens to
+/// be valid UTF-8); else the first non-UTF-8 charset named by the HTTP header or the XML
+/// declaration; else a guess from the bytes (chardetng). The XML declaration is rewritten to say
+/// UTF-8. Returns whether bytes had to be replaced.
 fn decode(bytes: &[u8], http: Option<&str>) -> (String, bool) {
-    let declared = xml_encoding(bytes);
-    let utf8_said = [http, declared.as_deref()].iter().any(|l| l.is_some_and(|l| l.eq_ignore_ascii_case("utf-8")));
     let (encoding, skip) = match encoding_rs::Encoding::for_bom(bytes) {
         Some((e, n)) => (e, n),
-        None if utf8_said && std::str::from_utf8(bytes).is_ok() => (encoding_rs::UTF_8, 0),
+        None if bytes.starts_with(&[0x3c, 0, 0x3f, 0]) => (encoding_rs::UTF_16LE, 0),
+        None if bytes.starts_with(&[0, 0x3c, 0, 0x3f]) => (encoding_rs::UTF_16BE, 0),
+        None if std::str::from_utf8(bytes).is_ok() => (encoding_rs::UTF_8, 0),
         None => {
-            let label = http.or(declared.as_deref());
-            (label.and_then(|l| encoding_rs::Encoding::for_label(l.trim().as_bytes())).unwrap_or(encoding_rs::UTF_8), 0)
+            let declared = xml_encoding(bytes);
+            let named = [http, declared.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|l| encoding_rs::Encoding::for_label(l.trim().as_bytes()))
+                .find(|e| *e != encoding_rs::UTF_8 && *e != encoding_rs::UTF_16LE && *e != encoding_rs::UTF_16BE);
+            let guess = || {
+                let mut d = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+                d.feed(bytes, true);
+                d.guess(None, chardetng::Utf8Detection::Deny)
+            };
+            (named.unwrap_or_else(guess), 0)
         }
     };
     let (text, lossy) = encoding.decode_without_bom_handling(&bytes[skip..]);
@@ -132,7 +146,8 @@ fn xml_encoding(bytes: &[u8]) -> Option<String> {
 fn sniff(text: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     let body = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
     match body.chars().next() {
-        Some('{') => return Ok(text.into()),
+        Some('{') => return Ok(json_feed(text).into()),
+        Some('[') => return Err(Error::NotAFeed("JSON, but an array, not a JSON Feed object".into())),
         Some('<') => {}
         None => return Err(Error::NotAFeed("the response is empty".into())),
         Some(_) => return Err(Error::NotAFeed("the response is neither XML nor JSON".into())),
@@ -148,6 +163,9 @@ fn sniff(text: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
         return Err(Error::NotAFeed(
             "the URL serves an HTML page, not a feed (look for its <link rel=\"alternate\">)".into(),
         ));
+    }
+    if lower.ends_with("rdf") && text.contains(RSS_090) {
+        return Ok(text.replace(RSS_090, "http://purl.org/rss/1.0/").into());
     }
     if name == "feed" && tag[..tag.find('>').unwrap_or(tag.len())].contains(ATOM_03) {
         return Ok(atom03_as_atom10(text).into());
@@ -172,6 +190,26 @@ fn sniff(text: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
 }
 
 const ATOM_03: &str = "http://purl.org/atom/ns#";
+/// RSS 0.90 is RDF like RSS 1.0, in another namespace.
+const RSS_090: &str = "http://my.netscape.com/rdf/simple/0.9/";
+
+/// JSON Feed 1.1 asks readers to take a numeric item id as a string; feed-rs refuses the whole
+/// document for it, so ids are made strings first.
+fn json_feed(text: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else { return text.to_string() };
+    let mut changed = false;
+    if let Some(items) = v.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for item in items {
+            if let Some(id) = item.get_mut("id")
+                && (id.is_number() || id.is_boolean())
+            {
+                *id = serde_json::Value::String(id.to_string());
+                changed = true;
+            }
+        }
+    }
+    if changed { v.to_string() } else { text.to_string() }
+}
 
 /// Atom 0.3 is read as Atom 1.0: its namespace, and the elements 1.0 renamed (`modified`,
 /// `issued`, `tagline`, `copyright`), become 1.0's; the rest of 0.3 is 1.0's already.
@@ -235,8 +273,7 @@ fn find_attr(tag: &str, name: &str) -> Option<std::ops::Range<usize>> {
 fn convert(feed: feed_rs::model::Feed, cx: &Context, doc_base: &Url, mut notes: Vec<String>) -> Parsed {
     let title = feed.title.as_ref().map(|t| one_line(&t.content, MAX_TITLE)).filter(|t| !t.is_empty());
     let title = title.unwrap_or_else(|| cx.source.name.clone());
-    let feed_id =
-        Some(feed.id.trim()).filter(|i| is_absolute_iri(i)).map_or_else(|| cx.polled.to_string(), str::to_string);
+    let feed_id = public_id(feed.id.trim()).unwrap_or_else(|| cx.polled.to_string());
     let site = feed
         .links
         .iter()
@@ -244,40 +281,64 @@ fn convert(feed: feed_rs::model::Feed, cx: &Context, doc_base: &Url, mut notes: 
         .filter_map(|l| http_url(&l.href))
         .find(|u| u != cx.polled.as_str());
     let via = SourceRef { name: cx.source.name.clone(), url: cx.polled.to_string(), title, feed_id, site };
-    let feed_lang = feed.language.as_deref().filter(|l| is_language_tag(l)).map(canonical_language);
-    let feed_authors: Vec<String> = feed
-        .authors
-        .iter()
-        .filter_map(|p| p.name.as_deref())
-        .map(|n| one_line(n, MAX_NAME))
-        .filter(|n| !n.is_empty())
-        .collect();
+    let feed_lang = feed.language.as_deref().and_then(language);
+    let feed_authors: Vec<String> = feed.authors.iter().filter_map(person).collect();
+    // Atom text constructs of type text, and JSON Feed titles, are plain text already: taken
+    // literally. RSS titles may hold escaped markup and entities (readers treat them as HTML).
+    let kind = feed.feed_type.clone();
     if feed.entries.len() > MAX_ITEMS {
         notes.push(format!("{} items in the document; the first {MAX_ITEMS} were read", feed.entries.len()));
     }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut items = Vec::new();
-    for entry in feed.entries.into_iter().take(MAX_ITEMS) {
-        let put = item(entry, cx, doc_base, &via, feed_lang.as_deref(), &feed_authors);
-        // Two items with one guid in a document: the first keeps it, a different one is told apart
-        // by its content; the very same item twice is read once.
-        let origin = put.article.origin_id.clone().unwrap_or_default();
-        let n = seen.entry(origin.clone()).or_default();
-        *n += 1;
-        if *n > 1 {
-            let twin = items.iter().any(|p: &Put| {
-                p.article.origin_id.as_deref() == Some(origin.as_str()) && p.article.digest == put.article.digest
-            });
-            if twin {
-                continue;
-            }
-            let salt = blake3::hash(format!("{}\0{}", put.article.title, put.article.link).as_bytes()).to_hex();
-            let id = format!("{origin}#{}", &salt[..12]);
-            items.push(with_identity(put, &id, cx));
-            notes.push(format!("two items share the id {origin:?}; the later one is kept as {id:?}"));
+    let puts: Vec<Put> = feed
+        .entries
+        .into_iter()
+        .take(MAX_ITEMS)
+        .map(|e| item(e, cx, doc_base, &via, feed_lang.as_deref(), &feed_authors, &kind))
+        .collect();
+    // Items sharing a guid in a document: the very same item twice is read once; different ones
+    // are told apart by their content. Which one keeps the bare guid does not depend on their
+    // order (the one whose link is the guid, else the smallest content hash), so a reordered
+    // document gives the same identities.
+    let salt =
+        |p: &Put| blake3::hash(format!("{}\0{}", p.article.title, p.article.link).as_bytes()).to_hex().to_string();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, p) in puts.iter().enumerate() {
+        groups.entry(p.article.origin_id.clone().unwrap_or_default()).or_default().push(i);
+    }
+    let mut items = Vec::with_capacity(puts.len());
+    let mut keep: HashMap<usize, Option<String>> = HashMap::new();
+    for (origin, idx) in &groups {
+        if idx.len() == 1 {
+            keep.insert(idx[0], None);
             continue;
         }
-        items.push(put);
+        let mut distinct: Vec<usize> = Vec::new();
+        for &i in idx {
+            if !distinct.iter().any(|&j| puts[j].article.digest == puts[i].article.digest) {
+                distinct.push(i);
+            }
+        }
+        let keeper = distinct
+            .iter()
+            .copied()
+            .find(|&i| puts[i].article.link == *origin)
+            .or_else(|| distinct.iter().copied().min_by_key(|&i| salt(&puts[i])));
+        for &i in &distinct {
+            if Some(i) == keeper {
+                keep.insert(i, None);
+            } else {
+                let id = format!("{origin}#{}", &salt(&puts[i])[..12]);
+                notes.push(format!("two items share the id {origin:?}; one is kept as {id:?}"));
+                keep.insert(i, Some(id));
+            }
+        }
+    }
+    for (i, put) in puts.into_iter().enumerate() {
+        match keep.remove(&i) {
+            None => {}
+            Some(None) => items.push(put),
+            Some(Some(id)) => items.push(with_identity(put, &id, cx)),
+        }
     }
     Parsed {
         title: via.title.clone(),
@@ -296,13 +357,32 @@ fn item(
     via: &SourceRef,
     feed_lang: Option<&str>,
     feed_authors: &[String],
+    kind: &feed_rs::model::FeedType,
 ) -> Put {
+    let content_base = entry.base.as_deref().and_then(|b| doc_base.join(b).ok()).unwrap_or_else(|| doc_base.clone());
     let link = entry
         .links
         .iter()
         .filter(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .chain(entry.links.iter())
-        .find_map(|l| http_url(&l.href));
+        .find_map(|l| {
+            http_url(&l.href).or_else(|| content_base.join(l.href.trim()).ok().and_then(|u| http_url(u.as_str())))
+        });
+    // Atom's typed text and JSON Feed titles are taken literally; JSON Feed summaries are often
+    // HTML in practice, so they are read as RSS titles are.
+    let text_field = |t: &feed_rs::model::Text, max: usize, summary: bool| {
+        let literal = match kind {
+            feed_rs::model::FeedType::Atom => true,
+            feed_rs::model::FeedType::JSON => !summary,
+            _ => false,
+        };
+        if literal && t.content_type.to_string().starts_with("text/plain") {
+            let t = strip_forbidden(cut(&t.content, max * 4)).split_whitespace().collect::<Vec<_>>().join(" ");
+            cut(&t, max).trim().to_string()
+        } else {
+            one_line(&t.content, max)
+        }
+    };
     let is_text = |t: &feed_rs::model::Text| t.content_type.to_string().starts_with("text/plain");
     let (content_raw, content_is_text) = match &entry.content {
         Some(c) if c.body.as_deref().is_some_and(|b| !b.trim().is_empty()) => {
@@ -314,46 +394,39 @@ fn item(
         },
     };
     let content_raw = cut(&content_raw, MAX_CONTENT);
-    let content_base = entry.base.as_deref().and_then(|b| doc_base.join(b).ok()).unwrap_or_else(|| doc_base.clone());
+    // HTML nested deeper than readers show (the sanitizer's parser takes time quadratic in the
+    // depth), or that grows past the cap once its tags are closed, is published as its text.
     let mut content_html = if content_is_text {
-        let paras: Vec<String> = content_raw
-            .split("\n\n")
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| format!("<p>{}</p>", escape_html(p)))
-            .collect();
-        paras.join("\n")
+        paragraphs(content_raw)
+    } else if html_nesting(content_raw) > MAX_NESTING {
+        paragraphs(&text_of_sanitized(content_raw))
     } else {
-        sanitize(strip_forbidden(content_raw).as_ref(), &content_base)
+        let clean = sanitize(strip_forbidden(content_raw).as_ref(), &content_base);
+        if clean.len() > MAX_CONTENT { paragraphs(cut(&text_of_sanitized(&clean), MAX_CONTENT / 2)) } else { clean }
     };
     let content_text = text_of_sanitized(&content_html);
     // The summary: the item's own (as text), else the start of the content's text.
     let own_summary = entry.content.as_ref().and_then(|c| c.body.as_ref()).is_some_and(|b| !b.trim().is_empty());
     let mut summary = match (&entry.summary, own_summary) {
-        (Some(s), true) => one_line(&s.content, MAX_SUMMARY * 4),
+        (Some(s), true) => text_field(s, MAX_SUMMARY * 4, true),
         _ => String::new(),
     };
     if summary.is_empty() {
         summary = content_text.clone();
     }
     let summary = shorten(&summary, MAX_SUMMARY);
-    let mut title = entry.title.as_ref().map(|t| one_line(&t.content, MAX_TITLE)).unwrap_or_default();
+    let mut title = entry.title.as_ref().map(|t| text_field(t, MAX_TITLE, false)).unwrap_or_default();
     if title.is_empty() {
         title = shorten(&content_text, 110);
     }
     if title.is_empty() {
         title = link.clone().unwrap_or_else(|| "Untitled".into());
     }
-    if content_text.is_empty() {
+    // Nothing to show (an image-only post still shows its image): the title stands in.
+    if content_html.trim().is_empty() {
         content_html = format!("<p>{}</p>", escape_html(&title));
     }
-    let mut authors: Vec<String> = entry
-        .authors
-        .iter()
-        .filter_map(|p| p.name.as_deref())
-        .map(|n| one_line(n, MAX_NAME))
-        .filter(|n| !n.is_empty())
-        .collect();
+    let mut authors: Vec<String> = entry.authors.iter().filter_map(person).collect();
     if authors.is_empty() {
         authors = feed_authors.to_vec();
     }
@@ -369,7 +442,7 @@ fn item(
             categories.push(c);
         }
     }
-    let entry_lang = entry.language.as_deref().filter(|l| is_language_tag(l)).map(canonical_language);
+    let entry_lang = entry.language.as_deref().and_then(language);
     let language = cx
         .source
         .language
@@ -430,24 +503,78 @@ fn with_identity(mut put: Put, origin_id: &str, cx: &Context) -> Put {
     let a = &mut put.article;
     let slug = blake3::hash(origin_id.as_bytes()).to_hex()[..24].to_string();
     a.key = article_key(&a.source, &slug);
-    a.id = if is_absolute_iri(origin_id) && !origin_id.starts_with("urn:siar:") {
-        origin_id.to_string()
-    } else {
-        mint_id(cx.authority, a.published, &a.source, &slug)
-    };
+    a.id = public_id(origin_id).unwrap_or_else(|| mint_id(cx.authority, a.published, &a.source, &slug));
     a.slug = slug;
     a.origin_id = Some(origin_id.to_string());
     a.digest = a.compute_digest();
     put
 }
 
-/// RFC 4287 asks republishers to keep an entry's id when it is an absolute IRI.
-fn is_absolute_iri(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 2048
-        && !s.contains(char::is_whitespace)
-        && !crate::article::has_forbidden(s)
-        && Url::parse(s).is_ok_and(|u| !u.scheme().is_empty() && (u.has_host() || u.cannot_be_a_base()))
+/// The id an origin's item (or feed) keeps when republished: RFC 4287 asks republishers to keep
+/// an entry's id when it is an absolute IRI. Kept: http(s) URLs (written as URIs: non-ASCII and
+/// stray `%` percent-encoded), `tag:` URIs and well-formed `urn:` URNs. Anything else (`12345`,
+/// `javascript:…`, `urn:x:1`) gets a minted `tag:` id instead.
+fn public_id(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > 2048 || s.contains(char::is_whitespace) || crate::article::has_forbidden(s) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return http_url(s);
+    }
+    if !s.is_ascii() {
+        return None;
+    }
+    if let Some(rest) = lower.strip_prefix("urn:") {
+        let (nid, nss) = rest.split_once(':')?;
+        let nid_ok = (2..=32).contains(&nid.len())
+            && nid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !nid.starts_with('-')
+            && nid != "siar";
+        return (nid_ok && !nss.is_empty()).then(|| s.to_string());
+    }
+    if let Some(rest) = lower.strip_prefix("tag:") {
+        let (entity, specific) = rest.split_once(':')?;
+        return (entity.contains(',') && !specific.is_empty()).then(|| s.to_string());
+    }
+    None
+}
+
+/// A language tag as feeds write it (`en_US`, `EN-us`, `in`): canonical, or `None`.
+fn language(l: &str) -> Option<String> {
+    let l = l.trim().replace('_', "-");
+    is_language_tag(&l).then(|| canonical_language(&l))
+}
+
+/// A person's name for publishing: never an e-mail address (`a@b.c (Name)` gives `Name`; an
+/// address alone gives nothing).
+fn person(p: &feed_rs::model::Person) -> Option<String> {
+    let raw = p.name.as_deref()?;
+    let mut name = one_line(raw, MAX_NAME);
+    if let (Some(open), true) = (name.find('('), name.ends_with(')'))
+        && name[..open].contains('@')
+    {
+        name = name[open + 1..name.len() - 1].trim().to_string();
+    }
+    if let Some(lt) = name.find('<')
+        && name[lt..].contains('@')
+    {
+        name = name[..lt].trim().to_string();
+    }
+    let words: Vec<&str> = name.split_whitespace().filter(|w| !w.contains('@')).collect();
+    let name = words.join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// Plain text as HTML paragraphs (blank lines separate them).
+fn paragraphs(text: &str) -> String {
+    let paras: Vec<String> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("<p>{}</p>", escape_html(p)))
+        .collect();
+    paras.join("\n")
 }
 
 fn http_url(s: &str) -> Option<String> {
@@ -512,13 +639,122 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_replaced_not_fatal() {
-        let doc = b"<?xml version=\"1.0\" encoding=\"utf-8\"?><rss version=\"2.0\"><channel><title>L</title><link>https://x.example/</link><description>d</description><item><title>Caf\xe9 \xff ok</title><link>https://x.example/c</link></item></channel></rss>";
-        let p = run(doc, None).expect("parsed");
-        // U+FFFD is among what siar never publishes (see article::is_forbidden).
-        assert_eq!(p.items[0].article.title, "Caf ok");
-        assert!(!p.notes.is_empty());
-        let p = run(doc, Some("windows-1252")).expect("parsed");
-        assert_eq!(p.items[0].article.title, "Café ÿ ok", "the HTTP charset is used when the bytes are not UTF-8");
+    fn charsets_bytes_first_then_declarations_then_a_guess() {
+        let doc = |decl: &str, title: &[u8]| {
+            let mut d = format!("<?xml version=\"1.0\" encoding=\"{decl}\"?><rss version=\"2.0\"><channel><title>L</title><link>https://x.example/</link><description>d</description><item><title>").into_bytes();
+            d.extend_from_slice(title);
+            d.extend_from_slice(b"</title><link>https://x.example/c</link></item></channel></rss>");
+            d
+        };
+        let title = |bytes: &[u8], http: Option<&str>| run(bytes, http).expect("parsed").items[0].article.title.clone();
+        // Not UTF-8 although declared so: the bytes are guessed (windows-1252 here).
+        assert_eq!(title(&doc("utf-8", b"Caf\xe9 \xff ok"), None), "Caf\u{e9} \u{ff} ok");
+        // UTF-8 bytes under a wrong legacy declaration stay UTF-8 (no mojibake).
+        assert_eq!(title(&doc("ISO-8859-1", "café".as_bytes()), None), "café");
+        // HTTP says UTF-8, the bytes are not, the declaration names their charset.
+        assert_eq!(title(&doc("windows-1252", b"Caf\xe9 \x92"), Some("utf-8")), "Caf\u{e9} \u{2019}");
+        // UTF-8 declared UTF-16 is read as what it is.
+        assert_eq!(title(&doc("UTF-16", b"plain"), None), "plain");
+        // UTF-16LE without a BOM, recognised by its first characters.
+        let utf16: Vec<u8> = String::from_utf8(doc("utf-16", "Kopi ☕".as_bytes()))
+            .expect("utf8")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(title(&utf16, None), "Kopi ☕");
+    }
+
+    fn rss_items(items: &str) -> Vec<u8> {
+        format!("<rss version=\"2.0\"><channel><title>T</title><link>https://x.example/</link><description>d</description>{items}</channel></rss>").into_bytes()
+    }
+
+    #[test]
+    fn kept_ids_are_valid_uris_others_are_minted() {
+        assert_eq!(public_id("https://x.example/a b"), None);
+        assert_eq!(public_id("http://exämple.org/ü?x=1").as_deref(), Some("http://xn--exmple-cua.org/%C3%BC?x=1"));
+        assert_eq!(public_id("https://x.example/u?c=%d").as_deref(), Some("https://x.example/u?c=%25d"));
+        assert_eq!(
+            public_id("urn:uuid:60a76c80-d399-11d9-b93c-0003939e0af6").as_deref(),
+            Some("urn:uuid:60a76c80-d399-11d9-b93c-0003939e0af6")
+        );
+        assert_eq!(public_id("tag:x.org,2026:a").as_deref(), Some("tag:x.org,2026:a"));
+        for bad in ["urn:x:pf1", "javascript:alert(1)", "12345", "mailto:a@b.c", "urn:siar:hash:1", "tag:nodate:x"] {
+            assert_eq!(public_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn atom_plain_text_is_taken_literally() {
+        let atom = br#"<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><id>urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427</id><updated>2026-11-27T00:00:00Z</updated>
+<entry><title type="text">Why 5 &lt; 6 and &lt;html&gt; tags &amp; more</title><id>urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca428</id><updated>2026-11-27T00:00:00Z</updated>
+<summary type="text">Use &lt;script&gt; carefully</summary><content type="html">&lt;p&gt;x&lt;/p&gt;</content></entry>
+<entry><title type="html">&lt;b&gt;Bold&lt;/b&gt; &amp;amp; co</title><id>urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca429</id><updated>2026-11-27T00:00:00Z</updated></entry></feed>"#;
+        let p = run(atom, None).expect("parsed");
+        assert_eq!(p.items[0].article.title, "Why 5 < 6 and <html> tags & more");
+        assert_eq!(p.items[0].article.summary, "Use <script> carefully");
+        assert_eq!(p.items[1].article.title, "Bold & co", "type=html is HTML");
+    }
+
+    #[test]
+    fn names_never_publish_addresses_and_languages_are_canonical() {
+        let p = |n: &str| person(&feed_rs::model::Person { name: Some(n.into()), uri: None, email: None, role: None });
+        assert_eq!(p("a@b.c (Name Here)").as_deref(), Some("Name Here"));
+        assert_eq!(p("Name Here <a@b.c>").as_deref(), Some("Name Here"));
+        assert_eq!(p("just@email.example"), None);
+        assert_eq!(p("Ani &amp; Budi").as_deref(), Some("Ani & Budi"));
+        assert_eq!(language("en_US").as_deref(), Some("en-US"));
+        assert_eq!(language("in").as_deref(), Some("id"));
+        assert_eq!(language("english"), None);
+    }
+
+    #[test]
+    fn items_sharing_a_guid_keep_their_identities_in_any_order() {
+        let a = "<item><guid>same</guid><title>Alpha</title><link>https://x.example/a</link></item>";
+        let b = "<item><guid>same</guid><title>Beta</title><link>https://x.example/b</link></item>";
+        let keys = |doc: &[u8]| {
+            let mut v: Vec<(String, String)> =
+                run(doc, None).expect("parsed").items.into_iter().map(|p| (p.article.title, p.article.key)).collect();
+            v.sort();
+            v
+        };
+        let ab = keys(&rss_items(&format!("{a}{b}")));
+        assert_eq!(ab.len(), 2);
+        assert_ne!(ab[0].1, ab[1].1);
+        assert_eq!(keys(&rss_items(&format!("{b}{a}"))), ab, "reordering changes nothing");
+        assert_eq!(keys(&rss_items(&format!("{a}{a}"))).len(), 1, "the very same item twice is one");
+    }
+
+    #[test]
+    fn pathological_html_is_published_as_text_quickly() {
+        let deep = format!(
+            "<item><title>Dalam</title><link>https://x.example/d</link><description>{}x</description></item>",
+            "&lt;div&gt;".repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let p = run(&rss_items(&deep), None).expect("parsed");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(p.items[0].article.content_html, "<p>x</p>");
+        let bold = format!(
+            "<item><title>Tebal</title><link>https://x.example/b</link><description>{}</description></item>",
+            "&lt;b&gt;".repeat(60_000) + "y"
+        );
+        let p = run(&rss_items(&bold), None).expect("parsed");
+        assert!(p.items[0].article.content_html.len() <= MAX_CONTENT, "the cap holds after tags are closed");
+    }
+
+    #[test]
+    fn image_only_posts_keep_their_image_and_json_ids_may_be_numbers() {
+        let img = "<item><title>Komik</title><link>https://x.example/k</link><description>&lt;p&gt;&lt;img src=\"https://x.example/k.png\" alt=\"Komik\"&gt;&lt;/p&gt;</description></item>";
+        let p = run(&rss_items(img), None).expect("parsed");
+        assert!(p.items[0].article.content_html.contains("k.png"), "{}", p.items[0].article.content_html);
+        let json = br#"{"version":"https://jsonfeed.org/version/1.1","title":"J","items":[{"id":7,"url":"/rel/7","title":"Tujuh <b>x</b>"},{"id":"8","content_text":"Delapan"}]}"#;
+        let p = run(json, None).expect("a numeric id does not sink the feed");
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.items[0].article.origin_id.as_deref(), Some("7"));
+        assert_eq!(p.items[0].article.link, "https://origin.example/rel/7", "relative item URLs are resolved");
+        assert_eq!(p.items[0].article.title, "Tujuh <b>x</b>", "JSON titles are plain text, taken literally");
+        let rss090 = br#"<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://my.netscape.com/rdf/simple/0.9/"><channel><title>Old</title><link>https://o.example/</link><description>d</description></channel><item><title>RSS 0.90</title><link>https://o.example/1</link></item></rdf:RDF>"#;
+        assert_eq!(run(rss090, None).expect("parsed").items.len(), 1);
+        assert!(matches!(run(b"[1,2,3]", None), Err(Error::NotAFeed(m)) if m.contains("array")));
     }
 }

@@ -7,7 +7,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::text::{SUMMARY_MAX, derive_title, shorten};
 use super::{Draft, Meta, Reject};
-use crate::html::sanitize;
+use crate::html::{html_nesting, sanitize};
 
 pub fn parse(text: &str) -> Result<Draft, Reject> {
     let (meta, body) = split_front_matter(text)?;
@@ -75,33 +75,6 @@ fn check_complexity(body: &str) -> Result<(), Reject> {
         }
     }
     Ok(())
-}
-
-/// The nesting depth of non-void elements in HTML (approximate: enough to refuse pathologies).
-fn html_nesting(html: &str) -> usize {
-    const VOID: &[&str] =
-        &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"];
-    let (mut depth, mut max) = (0usize, 0usize);
-    let b = html.as_bytes();
-    let mut i = 0;
-    while let Some(off) = html[i..].find('<') {
-        i += off + 1;
-        if b.get(i) == Some(&b'/') {
-            depth = depth.saturating_sub(1);
-            continue;
-        }
-        let name_len = b[i..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
-        if name_len == 0 {
-            continue;
-        }
-        let name = html[i..i + name_len].to_ascii_lowercase();
-        let self_closing = html[i..].find('>').is_some_and(|e| html[i..i + e].ends_with('/'));
-        if !VOID.contains(&name.as_str()) && !self_closing {
-            depth += 1;
-            max = max.max(depth);
-        }
-    }
-    max
 }
 
 /// The text of an inline Markdown fragment (a heading line): no markup, no raw HTML.

@@ -16,7 +16,7 @@ use crate::article::{self, Article, Provenance};
 
 const SCHEMA_VERSION: u32 = 1;
 /// sled's default cache is 1 GiB; a feed store needs far less.
-const CACHE_BYTES: u64 = 64 << 20;
+const CACHE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -141,6 +141,12 @@ fn save(tx: &Tx, a: &Article) -> TxResult<()> {
     Ok(())
 }
 
+/// The public id as a dedupe key (two sources carrying one id carry one item). Ids share the
+/// `links` tree, set apart by a prefix no link key has.
+fn id_key(id: &str) -> String {
+    format!("id\0{id}")
+}
+
 fn source_of(key: &str) -> &str {
     key.split_once('/').map_or(key, |(s, _)| s)
 }
@@ -148,9 +154,10 @@ fn source_of(key: &str) -> &str {
 /// An article of another source telling the same story (same link, or same title and body).
 fn same_story(tx: &Tx, put: &Put) -> TxResult<Option<Article>> {
     let source = &put.article.source;
+    let id = Some((tx.links, id_key(&put.article.id).into_bytes()));
     let link = put.link_key.as_ref().map(|k| (tx.links, k.as_bytes().to_vec()));
     let story = put.story_key.map(|k| (tx.stories, k.to_vec()));
-    for (tree, k) in link.into_iter().chain(story) {
+    for (tree, k) in id.into_iter().chain(link).chain(story) {
         if let Some(v) = tree.get(&k)?
             && source_of(&String::from_utf8_lossy(&v)) != source
             && let Some(a) = load(tx.articles, &v)?
@@ -176,7 +183,7 @@ fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
     if let Some(canonical) = tx.aliases.get(key.as_bytes())? {
         return Ok(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned()));
     }
-    let outcome = match load(tx.articles, key.as_bytes())? {
+    let inserted = match load(tx.articles, key.as_bytes())? {
         None => {
             if incoming.source != crate::article::DROP_SOURCE
                 && let Some(mut first) = same_story(tx, put)?
@@ -195,7 +202,7 @@ fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
                 return Ok(Outcome::Merged(first.key));
             }
             incoming.version = 1;
-            Outcome::Inserted(incoming.clone())
+            true
         }
         Some(old) if old.digest == incoming.digest && (!put.explicit_date || old.published == incoming.published) => {
             return Ok(Outcome::Unchanged(old.key));
@@ -216,23 +223,23 @@ fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
             tx.history.insert(keys::history(&old.key, old.version), old_bytes)?;
             tx.by_date.remove(keys::by_date(&old.published, &old.key))?;
             tx.by_source.remove(keys::by_source(&old.source, &old.published, &old.key))?;
-            Outcome::Updated(incoming.clone())
+            false
         }
     };
     save(tx, &incoming)?;
     tx.by_date.insert(keys::by_date(&incoming.published, &key), &[])?;
     tx.by_source.insert(keys::by_source(&incoming.source, &incoming.published, &key), &[])?;
-    if let Some(l) = &put.link_key
-        && tx.links.get(l.as_bytes())?.is_none()
-    {
-        tx.links.insert(l.as_bytes(), key.as_bytes())?;
+    for l in put.link_key.iter().cloned().chain([id_key(&incoming.id)]) {
+        if tx.links.get(l.as_bytes())?.is_none() {
+            tx.links.insert(l.as_bytes(), key.as_bytes())?;
+        }
     }
     if let Some(h) = put.story_key
         && tx.stories.get(h)?.is_none()
     {
         tx.stories.insert(&h[..], key.as_bytes())?;
     }
-    Ok(outcome)
+    Ok(if inserted { Outcome::Inserted(incoming) } else { Outcome::Updated(incoming) })
 }
 
 #[derive(Clone)]
@@ -319,7 +326,7 @@ impl Store {
             let a: Article = serde_json::from_slice(&v).map_err(|e| self.corrupt(e))?;
             let k = keys::by_source(&a.source, &a.published, &a.key);
             self.by_source.insert(k, &[]).map_err(|e| self.err(e))?;
-            if let Some(l) = article::link_key(&a.link) {
+            for l in article::link_key(&a.link).into_iter().chain([id_key(&a.id)]) {
                 self.links.insert(l.as_bytes(), a.key.as_bytes()).map_err(|e| self.err(e))?;
             }
             if let Some(h) = article::story_key(&a) {
@@ -487,7 +494,10 @@ impl Store {
                 pruned.insert(a.key.as_bytes(), &now)?;
                 let link = article::link_key(&a.link);
                 let story = article::story_key(&a);
-                for (tree, ik) in [(links, link.map(String::into_bytes)), (stories, story.map(|h| h.to_vec()))] {
+                let id = Some(id_key(&a.id).into_bytes());
+                for (tree, ik) in
+                    [(links, link.map(String::into_bytes)), (links, id), (stories, story.map(|h| h.to_vec()))]
+                {
                     if let Some(ik) = ik
                         && tree.get(&ik)?.is_some_and(|v| v == a.key.as_bytes())
                     {
