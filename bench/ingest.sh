@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
-cargo build --release --quiet
+[[ -n "${SIAR:-}" ]] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat > "$work/siar.toml" <<TOML
@@ -37,7 +37,7 @@ for i in range(n):
 PY
 sync
 start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$work/rss" target/release/siar --config "$work/siar.toml" run --once 2> "$work/log"
+/usr/bin/time -f "%M" -o "$work/rss" "${SIAR:-target/release/siar}" --config "$work/siar.toml" run --once 2> "$work/log"
 end=$(date +%s.%N)
 done_count=$(find "$work/drop/done" -type f | wc -l)
 secs=$(echo "$end - $start" | bc -l)

@@ -89,8 +89,10 @@ impl Client {
                 .connect_timeout(cfg.connect_timeout)
                 .timeout(cfg.timeout)
                 .read_timeout(cfg.timeout.min(Duration::from_secs(30)))
-                .pool_max_idle_per_host(2)
-                .pool_idle_timeout(Duration::from_secs(30))
+                // Polls of one source are minutes apart: an idle connection (and its read buffer)
+                // is kept only for the moments when sources of one host are polled together.
+                .pool_max_idle_per_host(1)
+                .pool_idle_timeout(Duration::from_secs(2))
                 // A proxy would resolve names for us and defeat the address check.
                 .no_proxy()
                 .dns_resolver(Arc::new(Guard { allow_private }))

@@ -80,7 +80,7 @@ impl Put {
     /// is a stand-in (an item that named none).
     pub fn new(article: Article, explicit_date: bool, file_hash: Option<[u8; 32]>, own_link: bool) -> Put {
         let link_key = if own_link { article::link_key(&article.link) } else { None };
-        let story_key = article::story_key(&article);
+        let story_key = (article.source != article::DROP_SOURCE).then(|| article::story_key(&article)).flatten();
         Put { article, explicit_date, file_hash, link_key, story_key }
     }
 }
@@ -177,17 +177,17 @@ fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
         tx.by_hash.insert(&hash[..], incoming.key.as_bytes())?;
     }
     let key = incoming.key.clone();
-    if tx.pruned.get(key.as_bytes())?.is_some() {
+    // Retention and cross-source merges concern external sources only.
+    let external = incoming.source != crate::article::DROP_SOURCE;
+    if external && tx.pruned.get(key.as_bytes())?.is_some() {
         return Ok(Outcome::Pruned(key));
     }
-    if let Some(canonical) = tx.aliases.get(key.as_bytes())? {
+    if external && let Some(canonical) = tx.aliases.get(key.as_bytes())? {
         return Ok(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned()));
     }
     let inserted = match load(tx.articles, key.as_bytes())? {
         None => {
-            if incoming.source != crate::article::DROP_SOURCE
-                && let Some(mut first) = same_story(tx, put)?
-            {
+            if external && let Some(mut first) = same_story(tx, put)? {
                 // The first-seen version stays the published one; this source is recorded.
                 let via = incoming.via.as_ref();
                 first.provenance.push(Provenance {
@@ -229,12 +229,16 @@ fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
     save(tx, &incoming)?;
     tx.by_date.insert(keys::by_date(&incoming.published, &key), &[])?;
     tx.by_source.insert(keys::by_source(&incoming.source, &incoming.published, &key), &[])?;
+    // Dedupe indexes: the first article with a link, id or story keeps it. A drop article's link
+    // and id are its own (minted from its unique slug), so they are written without a look first,
+    // and the story index is for external items only (a partner's copy of a newsroom story links
+    // to it, or carries its id): ingest speed is the drop folder's first concern.
     for l in put.link_key.iter().cloned().chain([id_key(&incoming.id)]) {
-        if tx.links.get(l.as_bytes())?.is_none() {
+        if !external || tx.links.get(l.as_bytes())?.is_none() {
             tx.links.insert(l.as_bytes(), key.as_bytes())?;
         }
     }
-    if let Some(h) = put.story_key
+    if let Some(h) = put.story_key.filter(|_| external)
         && tx.stories.get(h)?.is_none()
     {
         tx.stories.insert(&h[..], key.as_bytes())?;
@@ -609,7 +613,16 @@ mod tests {
             db.open_tree("meta").expect("tree").insert("schema_version", &99u32.to_be_bytes()).expect("insert");
             db.flush().expect("flush");
         }
-        let err = Store::open(dir.path()).err().expect("refused");
+        // sled's background flusher may hold the lock a moment after the handle is dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let err = loop {
+            match Store::open(dir.path()) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => break other.err().expect("refused"),
+            }
+        };
         assert!(matches!(err, Error::Schema { found: 99, .. }), "{err}");
         assert_eq!(err.exit_code(), 65);
     }
