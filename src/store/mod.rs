@@ -374,6 +374,43 @@ impl Store {
     /// an existing one (same id, `updated` advanced, the old version kept in history), or nothing
     /// when its file bytes or its content were stored before. Outcomes are in input order.
     pub fn put_many(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
+        // A re-polled feed is mostly items stored before, unchanged: those are answered from a
+        // look at the stored digest, outside the transaction (which re-checks the rest).
+        let mut known: Vec<Option<Outcome>> = Vec::with_capacity(puts.len());
+        for p in puts {
+            known.push(if p.file_hash.is_none() { self.known(p)? } else { None });
+        }
+        if known.iter().all(Option::is_some) {
+            return Ok(known.into_iter().flatten().collect());
+        }
+        let rest: Vec<Put> = puts.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(p, _)| p.clone()).collect();
+        let mut stored = self.put_in_transaction(&rest, now)?.into_iter();
+        Ok(known.into_iter().map(|k| k.or_else(|| stored.next())).collect::<Option<Vec<_>>>().unwrap_or_default())
+    }
+
+    /// What `put_one` would answer without writing, when that is certain from a read: retention
+    /// removed the item, it joined another source's story, or its stored version is the same.
+    fn known(&self, put: &Put) -> Result<Option<Outcome>, Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            digest: String,
+            published: chrono::DateTime<chrono::FixedOffset>,
+        }
+        let key = put.article.key.as_bytes();
+        if self.pruned.contains_key(key).map_err(|e| self.err(e))? {
+            return Ok(Some(Outcome::Pruned(put.article.key.clone())));
+        }
+        if let Some(canonical) = self.aliases.get(key).map_err(|e| self.err(e))? {
+            return Ok(Some(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned())));
+        }
+        let Some(bytes) = self.articles.get(key).map_err(|e| self.err(e))? else { return Ok(None) };
+        let old: Stored =
+            serde_json::from_slice(&bytes).map_err(|e| self.corrupt(format!("article {}: {e}", put.article.key)))?;
+        let same = old.digest == put.article.digest && (!put.explicit_date || old.published == put.article.published);
+        Ok(same.then(|| Outcome::Unchanged(put.article.key.clone())))
+    }
+
+    fn put_in_transaction(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
         let trees = (
             &self.articles,
             &self.by_date,
@@ -550,6 +587,20 @@ mod tests {
         Article::sample(slug, title, published, "A")
     }
 
+    /// Opens a store just closed in this process: sled's background flusher may hold the lock a
+    /// moment after the last handle is dropped.
+    fn reopen(path: &Path) -> Result<Store, Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(path) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+    }
+
     #[test]
     fn insert_update_duplicate_and_history() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -597,7 +648,7 @@ mod tests {
             }
             store.flush().expect("flush");
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = reopen(dir.path()).expect("reopen");
         let keys: Vec<String> = store.newest(2, |_| true).expect("newest").into_iter().map(|a| a.slug).collect();
         assert_eq!(keys, ["s03", "s02"]);
         let keys: Vec<String> =
@@ -613,16 +664,7 @@ mod tests {
             db.open_tree("meta").expect("tree").insert("schema_version", &99u32.to_be_bytes()).expect("insert");
             db.flush().expect("flush");
         }
-        // sled's background flusher may hold the lock a moment after the handle is dropped.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let err = loop {
-            match Store::open(dir.path()) {
-                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                other => break other.err().expect("refused"),
-            }
-        };
+        let err = reopen(dir.path()).err().expect("refused");
         assert!(matches!(err, Error::Schema { found: 99, .. }), "{err}");
         assert_eq!(err.exit_code(), 65);
     }
