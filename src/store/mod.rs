@@ -383,7 +383,7 @@ impl Store {
         if known.iter().all(Option::is_some) {
             return Ok(known.into_iter().flatten().collect());
         }
-        let rest: Vec<Put> = puts.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(p, _)| p.clone()).collect();
+        let rest: Vec<&Put> = puts.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(p, _)| p).collect();
         let mut stored = self.put_in_transaction(&rest, now)?.into_iter();
         Ok(known.into_iter().map(|k| k.or_else(|| stored.next())).collect::<Option<Vec<_>>>().unwrap_or_default())
     }
@@ -410,7 +410,7 @@ impl Store {
         Ok(same.then(|| Outcome::Unchanged(put.article.key.clone())))
     }
 
-    fn put_in_transaction(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
+    fn put_in_transaction(&self, puts: &[&Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
         let trees = (
             &self.articles,
             &self.by_date,
