@@ -117,14 +117,14 @@ fn builder() -> ammonia::Builder<'static> {
 /// Drops 1×1 (or 0×0) images: tracking pixels tell the origin who read the item, and show nothing.
 /// Runs on the sanitizer's output, whose attributes are always double-quoted.
 fn without_tracking_pixels(html: &str) -> std::borrow::Cow<'_, str> {
-    if !html.contains("<img ") {
+    if !html.contains("<img") {
         return html.into();
     }
     let tiny =
         |tag: &str, attr: &str| ["0", "1", "1px", "0px"].iter().any(|v| tag.contains(&format!(" {attr}=\"{v}\"")));
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
-    while let Some(i) = rest.find("<img ") {
+    while let Some(i) = rest.find("<img").filter(|&i| matches!(rest.as_bytes().get(i + 4), Some(b' ' | b'>'))) {
         let Some(len) = rest[i..].find('>') else { break };
         let tag = &rest[i..=i + len];
         out.push_str(&rest[..i]);
@@ -139,49 +139,62 @@ fn without_tracking_pixels(html: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The escapes pulldown-cmark writes in text, and private-use stand-ins for them.
-const REFERENCES: [(&str, char); 4] =
-    [("&amp;", '\u{e000}'), ("&lt;", '\u{e001}'), ("&gt;", '\u{e002}'), ("&quot;", '\u{e003}')];
+const REFERENCES: [(&str, char); 5] = [
+    ("&amp;", '\u{e000}'),
+    ("&lt;", '\u{e001}'),
+    ("&gt;", '\u{e002}'),
+    ("&quot;", '\u{e003}'),
+    ("&nbsp;", NBSP_STAND_IN),
+];
+const NBSP_STAND_IN: char = '\u{e004}';
+const STAND_INS: [char; 5] = ['\u{e000}', '\u{e001}', '\u{e002}', '\u{e003}', NBSP_STAND_IN];
 
-/// html5ever's tokenizer takes time quadratic in the character references of one text node
-/// (measured: 8,192 `&` in a paragraph took 0.8 s, 16,384 took 1.6 s in a debug build). In text
-/// outside tags the four escapes are swapped for private-use characters before sanitizing and
-/// swapped back after. Skipped (false) when the text already holds those characters.
+/// html5ever's tokenizer takes time quadratic in the character references (and no-break spaces)
+/// of one text node (measured: 8,192 `&` in a paragraph took 0.8 s, 16,384 took 1.6 s; 50,000
+/// `&nbsp;` 15 s, in a debug build). In text outside tags the four escapes and `&nbsp;` or U+00A0
+/// are swapped for private-use characters before sanitizing and swapped back after (the no-break
+/// space as the character itself). Skipped (false) when the text already holds those characters.
 fn shield_references(html: &str) -> (std::borrow::Cow<'_, str>, bool) {
-    if !html.contains('&') || html.contains(['\u{e000}', '\u{e001}', '\u{e002}', '\u{e003}']) {
+    if !html.contains(['&', '\u{a0}']) || html.contains(STAND_INS) {
         return (html.into(), false);
     }
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     let mut rest = html;
-    while let Some(i) = rest.find(['<', '>', '&']) {
+    while let Some(i) = rest.find(['<', '>', '&', '\u{a0}']) {
         out.push_str(&rest[..i]);
-        let c = rest.as_bytes()[i];
         rest = &rest[i..];
-        if c == b'&' && !in_tag {
+        let c = rest.chars().next().unwrap_or_default();
+        if c == '&' && !in_tag {
             if let Some((entity, stand_in)) = REFERENCES.iter().find(|(e, _)| rest.starts_with(e)) {
                 out.push(*stand_in);
                 rest = &rest[entity.len()..];
                 continue;
             }
-        } else if c == b'<' {
+        } else if c == '\u{a0}' && !in_tag {
+            out.push(NBSP_STAND_IN);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        } else if c == '<' {
             in_tag = true;
-        } else if c == b'>' {
+        } else if c == '>' {
             in_tag = false;
         }
-        out.push(c as char);
-        rest = &rest[1..];
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
     out.push_str(rest);
     (out.into(), true)
 }
 
 fn unshield_references(html: &str) -> String {
-    if !html.contains(['\u{e000}', '\u{e001}', '\u{e002}', '\u{e003}']) {
+    if !html.contains(STAND_INS) {
         return html.to_string();
     }
     let mut out = String::with_capacity(html.len() + 64);
     for c in html.chars() {
         match REFERENCES.iter().find(|(_, s)| *s == c) {
+            Some(_) if c == NBSP_STAND_IN => out.push('\u{a0}'),
             Some((entity, _)) => out.push_str(entity),
             None => out.push(c),
         }
@@ -336,5 +349,12 @@ mod tests {
             &base,
         );
         assert_eq!(pixel, r#"<p>ab<img src="https://origin.example/news/x.png" width="1" height="300"></p>"#);
+        let sourceless = sanitize(r#"<p>hello <img src="data:image/png;base64,iVBORw0KGgo="></p>"#, &base);
+        assert_eq!(sourceless, "<p>hello </p>");
+        let nbsp = sanitize(&format!("<p>{}</p>", "w&nbsp;\u{a0}".repeat(20_000)), &base);
+        assert!(
+            nbsp.starts_with("<p>w\u{a0}\u{a0}w") && nbsp.len() == 3 + 20_000 * 5 + 4,
+            "no-break spaces survive the shield"
+        );
     }
 }

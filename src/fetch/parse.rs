@@ -393,16 +393,16 @@ fn item(
             None => (String::new(), false),
         },
     };
-    let content_raw = cut(&content_raw, MAX_CONTENT);
+    let content_raw = cut_markup(&content_raw, MAX_CONTENT);
     // HTML nested deeper than readers show (the sanitizer's parser takes time quadratic in the
     // depth), or that grows past the cap once its tags are closed, is published as its text.
     let mut content_html = if content_is_text {
         paragraphs(content_raw)
     } else if html_nesting(content_raw) > MAX_NESTING {
-        paragraphs(&text_of_sanitized(content_raw))
+        capped_paragraphs(&text_of_sanitized(content_raw))
     } else {
         let clean = sanitize(strip_forbidden(content_raw).as_ref(), &content_base);
-        if clean.len() > MAX_CONTENT { paragraphs(cut(&text_of_sanitized(&clean), MAX_CONTENT / 2)) } else { clean }
+        if clean.len() > MAX_CONTENT { capped_paragraphs(&text_of_sanitized(&clean)) } else { clean }
     };
     let content_text = text_of_sanitized(&content_html);
     // The summary: the item's own (as text), else the start of the content's text.
@@ -520,7 +520,7 @@ fn public_id(s: &str) -> Option<String> {
     }
     let lower = s.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        return http_url(s);
+        return http_url(s).and_then(|u| canonical_escapes(&u));
     }
     if !s.is_ascii() {
         return None;
@@ -533,11 +533,49 @@ fn public_id(s: &str) -> Option<String> {
             && nid != "siar";
         return (nid_ok && !nss.is_empty()).then(|| s.to_string());
     }
-    if let Some(rest) = lower.strip_prefix("tag:") {
+    if let Some(rest) = s.strip_prefix("tag:") {
+        // RFC 4151: tag:<lower-case DNS name or e-mail>,<YYYY[-MM[-DD]]>:<specific>.
         let (entity, specific) = rest.split_once(':')?;
-        return (entity.contains(',') && !specific.is_empty()).then(|| s.to_string());
+        let (authority, date) = entity.rsplit_once(',')?;
+        let authority_ok = !authority.is_empty()
+            && authority.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.@_".contains(&b));
+        let date_ok = matches!(date.len(), 4 | 7 | 10)
+            && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        let specific_ok = !specific.is_empty() && !specific.contains('%');
+        return (authority_ok && date_ok && specific_ok).then(|| s.to_string());
     }
     None
+}
+
+/// A URI's percent-escapes in the canonical form validators expect (upper-case hex, unreserved
+/// characters unescaped); `None` when they do not decode to UTF-8 (the id is minted instead).
+fn canonical_escapes(u: &str) -> Option<String> {
+    if !u.contains('%') {
+        return Some(u.to_string());
+    }
+    let b = u.as_bytes();
+    let mut out = String::with_capacity(u.len());
+    let mut decoded: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            decoded.push(v);
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                out.push(v as char);
+            } else {
+                out.push_str(&format!("%{v:02X}"));
+            }
+            i += 3;
+        } else {
+            decoded.push(b[i]);
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    std::str::from_utf8(&decoded).ok()?;
+    Some(out)
 }
 
 /// A language tag as feeds write it (`en_US`, `EN-us`, `in`): canonical, or `None`.
@@ -566,6 +604,19 @@ fn person(p: &feed_rs::model::Person) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// Plain text as HTML paragraphs, shortened until the HTML fits the content cap (escaping can
+/// make it up to six times longer than the text).
+fn capped_paragraphs(text: &str) -> String {
+    let mut text = cut(text, MAX_CONTENT);
+    loop {
+        let html = paragraphs(text);
+        if html.len() <= MAX_CONTENT {
+            return html;
+        }
+        text = cut(text, text.len() * 3 / 4);
+    }
+}
+
 /// Plain text as HTML paragraphs (blank lines separate them).
 fn paragraphs(text: &str) -> String {
     let paras: Vec<String> = text
@@ -584,8 +635,22 @@ fn http_url(s: &str) -> Option<String> {
 
 /// Text of a field that may hold markup or entities, on one line, at most `max` bytes.
 fn one_line(s: &str, max: usize) -> String {
-    let t = to_text(&strip_forbidden(cut(s, max * 4)));
+    let t = to_text(&strip_forbidden(cut_markup(s, max * 4)));
     cut(&t, max).trim().to_string()
+}
+
+/// At most `max` bytes of markup, cut before a tag or reference the cut would split.
+fn cut_markup(s: &str, max: usize) -> &str {
+    let c = cut(s, max);
+    if c.len() == s.len() {
+        return c;
+    }
+    let open_tag = c.rfind('<').filter(|&i| !c[i..].contains('>'));
+    let open_ref = c.rfind('&').filter(|&i| !c[i..].contains(';') && c.len() - i < 12);
+    match open_tag.into_iter().chain(open_ref).min() {
+        Some(i) => &c[..i],
+        None => c,
+    }
 }
 
 /// At most `max` bytes, cut at a character boundary.
@@ -678,7 +743,21 @@ mod tests {
             Some("urn:uuid:60a76c80-d399-11d9-b93c-0003939e0af6")
         );
         assert_eq!(public_id("tag:x.org,2026:a").as_deref(), Some("tag:x.org,2026:a"));
-        for bad in ["urn:x:pf1", "javascript:alert(1)", "12345", "mailto:a@b.c", "urn:siar:hash:1", "tag:nodate:x"] {
+        assert_eq!(
+            public_id("https://u.example/%7euser/%e2%82%ac").as_deref(),
+            Some("https://u.example/~user/%E2%82%AC")
+        );
+        for bad in [
+            "urn:x:pf1",
+            "javascript:alert(1)",
+            "12345",
+            "mailto:a@b.c",
+            "urn:siar:hash:1",
+            "tag:nodate:x",
+            "tag:Example.COM,2026:x",
+            "tag:example.com,2026:x%y",
+            "https://u2.example/%E0%A4",
+        ] {
             assert_eq!(public_id(bad), None, "{bad}");
         }
     }
@@ -734,6 +813,22 @@ mod tests {
         let p = run(&rss_items(&deep), None).expect("parsed");
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
         assert_eq!(p.items[0].article.content_html, "<p>x</p>");
+        for junk in [
+            "&lt; ".repeat(200_000),
+            "&lt;p&gt;".to_string() + &"&amp;nbsp;".repeat(100_000),
+            "&quot;\"".repeat(150_000),
+        ] {
+            let doc = format!(
+                "<item><title>J</title><link>https://x.example/j</link><description>{junk}</description></item>"
+            );
+            let started = std::time::Instant::now();
+            let p = run(&rss_items(&doc), None).expect("parsed");
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+            let html = &p.items[0].article.content_html;
+            assert!(html.len() <= MAX_CONTENT, "{}", html.len());
+            let tail = &html[html.len().saturating_sub(12)..];
+            assert!(!tail.contains("&amp;a") && !tail.contains("&amp;n"), "no reference cut in two: {tail}");
+        }
         let bold = format!(
             "<item><title>Tebal</title><link>https://x.example/b</link><description>{}</description></item>",
             "&lt;b&gt;".repeat(60_000) + "y"

@@ -228,6 +228,12 @@ pub fn wait_until_every(limit: Duration, every: Duration, what: &str, mut cond: 
 /// A Python that has feedparser: $SIAR_TEST_PYTHON, else a venv under target/ made on first use.
 /// None (with a loud note) when it cannot be had here; under CI that is a failure.
 pub fn feedparser_python() -> Option<PathBuf> {
+    // Tests run in parallel threads: one of them makes the venv, the others wait for it.
+    static PYTHON: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_feedparser_python).clone()
+}
+
+fn make_feedparser_python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SIAR_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
