@@ -52,6 +52,19 @@ pub struct Article {
     /// Other sources that carried the same story (cross-source duplicates), first seen first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub provenance: Vec<Provenance>,
+    /// Media attached to the item (podcast audio, photos): RSS enclosures, Atom `rel="enclosure"`
+    /// links, JSON Feed attachments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enclosures: Vec<Enclosure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enclosure {
+    pub url: String,
+    /// MIME type (`audio/mpeg`); `application/octet-stream` when the origin named none.
+    pub mime: String,
+    /// Size in bytes; 0 when unknown.
+    pub length: u64,
 }
 
 /// The external feed an item came from, as published in the item's attribution.
@@ -115,6 +128,7 @@ impl Article {
             origin_id: None,
             via: None,
             provenance: Vec::new(),
+            enclosures: Vec::new(),
         };
         a.digest = a.compute_digest();
         a
@@ -133,6 +147,10 @@ impl Article {
                 h.update(&[1]);
             }
             h.update(&[0]);
+        }
+        // Only when there are any, so digests of articles without media stay as they were.
+        for e in &self.enclosures {
+            h.update(format!("{}\0{}\0{}\0", e.url, e.mime, e.length).as_bytes());
         }
         h.finalize().to_hex()[..32].to_string()
     }

@@ -713,3 +713,51 @@ fn a_changed_item_keeps_its_id_gets_a_new_updated_and_keeps_history() {
     let history = store.history(after["key"].as_str().expect("key")).expect("history");
     assert_eq!(history.iter().map(|a| a.title.as_str()).collect::<Vec<_>>(), ["Awal"]);
 }
+
+#[test]
+fn enclosures_are_republished_in_all_three_formats() {
+    let origin = Origin::start();
+    let podcast = rss(
+        r#"<item><title>Episode 1</title><link>https://pod.example/1</link><guid>https://pod.example/1</guid>
+<enclosure url="https://cdn.pod.example/ep1.mp3" length="12345678" type="audio/mpeg"/><description>Dengar.</description></item>"#,
+    );
+    let atom = r#"<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Foto</title><id>tag:foto.example,2026:feed</id><updated>2026-11-27T00:00:00Z</updated>
+<entry><title>Galeri</title><id>tag:foto.example,2026:1</id><updated>2026-11-27T00:00:00Z</updated><link href="https://foto.example/1"/>
+<link rel="enclosure" type="image/jpeg" length="2048" href="https://foto.example/1.jpg"/><link rel="enclosure" type="image/jpeg" href="/2.jpg"/>
+<summary>Dua foto</summary></entry></feed>"#;
+    let json = r#"{"version":"https://jsonfeed.org/version/1.1","title":"J","items":[{"id":"https://j.example/1","url":"https://j.example/1","title":"Lampiran","content_text":"Isi.","attachments":[{"url":"https://j.example/a.pdf","mime_type":"application/pdf","size_in_bytes":999}]}]}"#;
+    origin.set("/pod", Reply::ok(RSS, podcast));
+    origin.set("/foto", Reply::ok(ATOM, atom));
+    origin.set("/json", Reply::ok("application/feed+json", json));
+    let site = site(&format!(
+        "{}{}{}",
+        source("pod", &origin.url("/pod")),
+        source("foto", &origin.url("/foto")),
+        source("json", &origin.url("/json"))
+    ));
+    site.run_once();
+    let feed = json_feed(&site, "all");
+    let item = |title: &str| {
+        feed["items"].as_array().expect("items").iter().find(|i| i["title"] == title).cloned().expect(title)
+    };
+    let ep = item("Episode 1");
+    assert_eq!(ep["url"], "https://pod.example/1");
+    assert_eq!(ep["attachments"][0]["url"], "https://cdn.pod.example/ep1.mp3");
+    assert_eq!(ep["attachments"][0]["mime_type"], "audio/mpeg");
+    assert_eq!(ep["attachments"][0]["size_in_bytes"], 12345678);
+    let gal = item("Galeri");
+    assert_eq!(gal["url"], "https://foto.example/1", "an enclosure is never the item's link");
+    assert_eq!(gal["attachments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(gal["attachments"][1]["url"], origin.url("/2.jpg"));
+    let att = item("Lampiran");
+    assert_eq!(att["url"], "https://j.example/1");
+    assert_eq!(att["attachments"][0]["url"], "https://j.example/a.pdf");
+    let rss_out = site.feed("all.rss");
+    assert!(
+        rss_out.contains(r#"<enclosure url="https://cdn.pod.example/ep1.mp3" length="12345678" type="audio/mpeg"/>"#),
+        "{rss_out}"
+    );
+    let atom_out = site.feed("all.atom");
+    assert!(atom_out.contains(r#"rel="enclosure""#) && atom_out.contains("https://foto.example/1.jpg"), "{atom_out}");
+    feedcheck(&site);
+}

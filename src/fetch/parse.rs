@@ -9,7 +9,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use url::Url;
 
-use crate::article::{Article, SourceRef, article_key, escape_html, mint_id, normalize_link, strip_forbidden};
+use crate::article::{
+    Article, Enclosure, SourceRef, article_key, escape_html, mint_id, normalize_link, strip_forbidden,
+};
 use crate::config::{Source, canonical_language, is_language_tag};
 use crate::html::{html_nesting, sanitize, text_of_sanitized, to_text};
 use crate::store::Put;
@@ -21,6 +23,7 @@ const MAX_NAME: usize = 200;
 const MAX_CONTENT: usize = 512 * 1024;
 const MAX_SUMMARY: usize = 600;
 const MAX_CATEGORIES: usize = 20;
+const MAX_ENCLOSURES: usize = 10;
 /// Content HTML nested deeper than this is published as text.
 const MAX_NESTING: usize = 100;
 
@@ -360,11 +363,35 @@ fn item(
     kind: &feed_rs::model::FeedType,
 ) -> Put {
     let content_base = entry.base.as_deref().and_then(|b| doc_base.join(b).ok()).unwrap_or_else(|| doc_base.clone());
+    // Enclosures: Atom rel="enclosure" links, JSON Feed attachments (links with a type), RSS
+    // enclosures and Media RSS content (feed-rs puts those under media).
+    let is_enclosure = |l: &feed_rs::model::Link| {
+        l.rel.as_deref() == Some("enclosure") || (*kind == feed_rs::model::FeedType::JSON && l.media_type.is_some())
+    };
+    let mut enclosures: Vec<Enclosure> = Vec::new();
+    let linked =
+        entry.links.iter().filter(|l| is_enclosure(l)).map(|l| (l.href.clone(), l.media_type.clone(), l.length));
+    let media =
+        entry.media.iter().flat_map(|m| &m.content).filter_map(|c| {
+            Some((c.url.as_ref()?.to_string(), c.content_type.as_ref().map(|t| t.to_string()), c.size))
+        });
+    for (href, mime, length) in linked.chain(media) {
+        let Some(url) =
+            http_url(&href).or_else(|| content_base.join(href.trim()).ok().and_then(|u| http_url(u.as_str())))
+        else {
+            continue;
+        };
+        let mime = mime.filter(|m| is_mime(m)).unwrap_or_else(|| "application/octet-stream".into());
+        if enclosures.len() < MAX_ENCLOSURES && !enclosures.iter().any(|e| e.url == url) {
+            enclosures.push(Enclosure { url, mime, length: length.unwrap_or(0) });
+        }
+    }
     let link = entry
         .links
         .iter()
+        .filter(|l| !is_enclosure(l))
         .filter(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
-        .chain(entry.links.iter())
+        .chain(entry.links.iter().filter(|l| !is_enclosure(l)))
         .find_map(|l| {
             http_url(&l.href).or_else(|| content_base.join(l.href.trim()).ok().and_then(|u| http_url(u.as_str())))
         });
@@ -493,6 +520,7 @@ fn item(
         origin_id: None,
         via: Some(via.clone()),
         provenance: Vec::new(),
+        enclosures,
     };
     let put = Put::new(article, origin_date.is_some(), None, own_link);
     with_identity(put, &origin_id, cx)
@@ -576,6 +604,13 @@ fn canonical_escapes(u: &str) -> Option<String> {
     }
     std::str::from_utf8(&decoded).ok()?;
     Some(out)
+}
+
+/// `type/subtype` with token characters: what RSS, Atom and JSON Feed accept as a media type.
+fn is_mime(m: &str) -> bool {
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+    m.len() <= 127
+        && m.split_once('/').is_some_and(|(a, b)| token(a) && token(b.split(';').next().unwrap_or_default().trim()))
 }
 
 /// A language tag as feeds write it (`en_US`, `EN-us`, `in`): canonical, or `None`.

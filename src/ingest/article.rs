@@ -263,6 +263,7 @@ fn resolve(
         origin_id: None,
         via: None,
         provenance: Vec::new(),
+        enclosures: Vec::new(),
     };
     article.digest = article.compute_digest();
     Ok((article, explicit_date))

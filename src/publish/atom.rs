@@ -30,12 +30,20 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
                 published: Some(a.published),
                 authors: a.authors.iter().map(|n| Person { name: s(n), ..Default::default() }).collect(),
                 categories: doc.categories(a).map(|c| Category { term: s(c), ..Default::default() }).collect(),
-                links: vec![Link {
+                links: std::iter::once(Link {
                     href: s(&a.link),
                     rel: "alternate".into(),
                     mime_type: Some("text/html".into()),
                     ..Default::default()
-                }],
+                })
+                .chain(a.enclosures.iter().map(|e| Link {
+                    href: s(&e.url),
+                    rel: "enclosure".into(),
+                    mime_type: Some(s(&e.mime)),
+                    length: (e.length > 0).then(|| e.length.to_string()),
+                    ..Default::default()
+                }))
+                .collect(),
                 summary: (!a.summary.is_empty()).then(|| text(&a.summary)),
                 source: a.via.as_ref().map(|v| Source {
                     title: text_construct(&s(&v.title), None),

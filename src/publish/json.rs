@@ -37,8 +37,18 @@ struct JsonItem<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
     language: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment<'a>>,
     #[serde(rename = "_siar", skip_serializing_if = "Option::is_none")]
     siar: Option<Extension<'a>>,
+}
+
+#[derive(Serialize)]
+struct Attachment<'a> {
+    url: &'a str,
+    mime_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_in_bytes: Option<u64>,
 }
 
 /// The JSON Feed extension: attribution and provenance of aggregated items.
@@ -74,6 +84,15 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             authors: a.authors.iter().map(|n| Author { name: n }).collect(),
             tags: doc.categories(a).collect(),
             language: &a.language,
+            attachments: a
+                .enclosures
+                .iter()
+                .map(|e| Attachment {
+                    url: &e.url,
+                    mime_type: &e.mime,
+                    size_in_bytes: (e.length > 0).then_some(e.length),
+                })
+                .collect(),
             siar: (a.via.is_some() || !a.provenance.is_empty()).then(|| Extension {
                 source: a.via.as_ref().map(|v| SourceOut { name: &v.name, url: &v.url, title: &v.title }),
                 origin_id: a.origin_id.as_deref().filter(|o| *o != a.id),

@@ -22,6 +22,12 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             categories: doc.categories(a).map(|c| Category { name: s(c), domain: None }).collect(),
             guid: Some(Guid { value: s(&a.id), permalink: false }),
             source: a.via.as_ref().map(|v| rss::Source { url: s(&v.url), title: Some(s(&v.title)) }),
+            // RSS allows one enclosure per item: the first (Atom and JSON Feed carry them all).
+            enclosure: a.enclosures.first().map(|e| rss::Enclosure {
+                url: s(&e.url),
+                length: e.length.to_string(),
+                mime_type: s(&e.mime),
+            }),
             pub_date: Some(rfc822(&a.published)),
             dublin_core_ext: Some(DublinCoreExtension {
                 creators: a.authors.iter().map(|n| s(n)).collect(),
