@@ -397,13 +397,20 @@ impl Store {
             published: chrono::DateTime<chrono::FixedOffset>,
         }
         let key = put.article.key.as_bytes();
-        if self.pruned.contains_key(key).map_err(|e| self.err(e))? {
-            return Ok(Some(Outcome::Pruned(put.article.key.clone())));
-        }
-        if let Some(canonical) = self.aliases.get(key).map_err(|e| self.err(e))? {
-            return Ok(Some(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned())));
-        }
-        let Some(bytes) = self.articles.get(key).map_err(|e| self.err(e))? else { return Ok(None) };
+        let Some(bytes) = self.articles.get(key).map_err(|e| self.err(e))? else {
+            // New to this source's index: unless retention removed it or it joined another
+            // source's story (the transaction checks both), it is stored.
+            if self.pruned.is_empty() && self.aliases.is_empty() {
+                return Ok(None);
+            }
+            if self.pruned.contains_key(key).map_err(|e| self.err(e))? {
+                return Ok(Some(Outcome::Pruned(put.article.key.clone())));
+            }
+            if let Some(canonical) = self.aliases.get(key).map_err(|e| self.err(e))? {
+                return Ok(Some(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned())));
+            }
+            return Ok(None);
+        };
         let old: Stored =
             serde_json::from_slice(&bytes).map_err(|e| self.corrupt(format!("article {}: {e}", put.article.key)))?;
         let same = old.digest == put.article.digest && (!put.explicit_date || old.published == put.article.published);
