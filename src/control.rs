@@ -83,39 +83,33 @@ async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]
             let listed = tokio::task::spawn_blocking(move || store.newest(limit, |_| true))
                 .await
                 .map_err(std::io::Error::other)?;
-            match listed {
-                Ok(articles) => {
-                    let mut out = Vec::new();
-                    for a in articles {
-                        serde_json::to_writer(&mut out, &a).map_err(std::io::Error::other)?;
-                        out.push(b'\n');
-                    }
-                    out
-                }
-                Err(e) => format!("error: {e}\n").into_bytes(),
-            }
+            ndjson(listed)?
         }
         (Some("sources"), _) => {
             let names = sources.to_vec();
             let listed = tokio::task::spawn_blocking(move || source_statuses(&store, &names))
                 .await
                 .map_err(std::io::Error::other)?;
-            match listed {
-                Ok(list) => {
-                    let mut out = Vec::new();
-                    for s in list {
-                        serde_json::to_writer(&mut out, &s).map_err(std::io::Error::other)?;
-                        out.push(b'\n');
-                    }
-                    out
-                }
-                Err(e) => format!("error: {e}\n").into_bytes(),
-            }
+            ndjson(listed)?
         }
         _ => b"error: unknown request; expected: list [LIMIT] or sources\n".to_vec(),
     };
     write.write_all(&body).await?;
     write.shutdown().await
+}
+
+/// One JSON object per line, or the store's error as an `error:` line.
+fn ndjson<T: serde::Serialize>(listed: Result<Vec<T>, crate::store::Error>) -> std::io::Result<Vec<u8>> {
+    let items = match listed {
+        Ok(items) => items,
+        Err(e) => return Ok(format!("error: {e}\n").into_bytes()),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        serde_json::to_writer(&mut out, &item).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 use tokio::io::AsyncReadExt as _;

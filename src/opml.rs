@@ -4,7 +4,7 @@
 
 use quick_xml::events::Event;
 
-use crate::article::slugify;
+use crate::article::{escape_html, slugify};
 use crate::config::Config;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,21 +72,17 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Outline>, String> {
     Ok(out)
 }
 
-fn xml_attr(s: &str) -> String {
-    crate::article::escape_html(s)
-}
-
 /// OPML 2.0 of the configured sources.
 pub fn write(cfg: &Config) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<opml version=\"2.0\">\n  <head>\n");
-    out += &format!("    <title>{} sources</title>\n", xml_attr(&cfg.site.title));
+    out += &format!("    <title>{} sources</title>\n", escape_html(&cfg.site.title));
     out += "  </head>\n  <body>\n";
     for s in &cfg.sources {
         out += &format!(
             "    <outline type=\"rss\" text=\"{0}\" title=\"{0}\" xmlUrl=\"{1}\"{2}/>\n",
-            xml_attr(&s.name),
-            xml_attr(s.url.as_str()),
-            s.category.as_ref().map(|c| format!(" category=\"{}\"", xml_attr(c))).unwrap_or_default()
+            escape_html(&s.name),
+            escape_html(s.url.as_str()),
+            s.category.as_ref().map(|c| format!(" category=\"{}\"", escape_html(c))).unwrap_or_default()
         );
     }
     out += "  </body>\n</opml>\n";

@@ -376,11 +376,7 @@ fn item(
             Some((c.url.as_ref()?.to_string(), c.content_type.as_ref().map(|t| t.to_string()), c.size))
         });
     for (href, mime, length) in linked.chain(media) {
-        let Some(url) =
-            http_url(&href).or_else(|| content_base.join(href.trim()).ok().and_then(|u| http_url(u.as_str())))
-        else {
-            continue;
-        };
+        let Some(url) = resolve(&href, &content_base) else { continue };
         let mime = mime.filter(|m| is_mime(m)).unwrap_or_else(|| "application/octet-stream".into());
         if enclosures.len() < MAX_ENCLOSURES && !enclosures.iter().any(|e| e.url == url) {
             enclosures.push(Enclosure { url, mime, length: length.unwrap_or(0) });
@@ -392,9 +388,7 @@ fn item(
         .filter(|l| !is_enclosure(l))
         .filter(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .chain(entry.links.iter().filter(|l| !is_enclosure(l)))
-        .find_map(|l| {
-            http_url(&l.href).or_else(|| content_base.join(l.href.trim()).ok().and_then(|u| http_url(u.as_str())))
-        });
+        .find_map(|l| resolve(&l.href, &content_base));
     // Atom's typed text and JSON Feed titles are taken literally; JSON Feed summaries are often
     // HTML in practice, so they are read as RSS titles are.
     let text_field = |t: &feed_rs::model::Text, max: usize, summary: bool| {
@@ -661,6 +655,11 @@ fn paragraphs(text: &str) -> String {
         .map(|p| format!("<p>{}</p>", escape_html(p)))
         .collect();
     paras.join("\n")
+}
+
+/// An absolute or relative http(s) reference, resolved against `base` and normalized.
+fn resolve(href: &str, base: &Url) -> Option<String> {
+    base.join(href.trim()).ok().and_then(|u| http_url(u.as_str()))
 }
 
 fn http_url(s: &str) -> Option<String> {
