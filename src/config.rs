@@ -29,6 +29,34 @@ pub struct Config {
     pub feeds: Vec<Feed>,
     pub fetch: Fetch,
     pub sources: Vec<Source>,
+    /// `[server]`: the built-in HTTP server; `None` when the table is absent.
+    pub server: Option<Server>,
+    /// `[websub] hubs`: hubs told about every changed feed.
+    pub hubs: Vec<Url>,
+}
+
+/// `[server]`: serves the feeds, the index, health and metrics.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: std::net::SocketAddr,
+    /// URL path prefix, `/` or `/prefix/` (always starts and ends with `/`).
+    pub base_path: String,
+    pub cache_max_age: Duration,
+    /// A client must send a request's headers within this long of starting it (or of connecting).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub keep_alive: Duration,
+    pub max_connections: usize,
+    /// `/metrics` only here when set (not on `listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Who may read a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Only with a key whose SHA-256 is one of these.
+    Key(Vec<[u8; 32]>),
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +107,7 @@ pub struct Feed {
     pub sources: Option<Vec<String>>,
     /// At most this many articles of one source.
     pub per_source_limit: Option<usize>,
+    pub access: Access,
 }
 
 /// `[fetch]`: how external feeds are polled.
@@ -125,6 +154,28 @@ struct RawConfig {
     fetch: RawFetch,
     #[serde(default)]
     source: Vec<RawSource>,
+    server: Option<RawServer>,
+    #[serde(default)]
+    websub: RawWebSub,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    base_path: Option<String>,
+    cache_max_age: Option<String>,
+    header_timeout: Option<String>,
+    keep_alive: Option<String>,
+    max_connections: Option<i64>,
+    metrics_listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebSub {
+    #[serde(default)]
+    hubs: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +259,8 @@ struct RawFeed {
     languages: Vec<String>,
     sources: Option<Vec<String>>,
     per_source_limit: Option<i64>,
+    access: Option<String>,
+    keys: Option<Vec<String>>,
 }
 
 impl Config {
@@ -386,13 +439,106 @@ impl Config {
                 languages: f.languages.iter().map(|l| canonical_language(l).to_lowercase()).collect(),
                 sources: f.sources.clone(),
                 per_source_limit,
+                access: parse_access(f, &key).map_err(fail)?,
             });
         }
 
         let fetch = parse_fetch(&raw.fetch, &site).map_err(fail)?;
         let sources = parse_sources(&raw.source, &fetch, &site).map_err(fail)?;
-        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds, fetch, sources })
+        let server = match &raw.server {
+            Some(s) => Some(parse_server(s, &publish).map_err(fail)?),
+            None => None,
+        };
+        let mut hubs = Vec::new();
+        for h in &raw.websub.hubs {
+            hubs.push(parse_url(h).map_err(|m| fail(format!("[websub] hubs: {h:?}: {m}")))?);
+        }
+        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds, fetch, sources, server, hubs })
     }
+}
+
+fn parse_access(f: &RawFeed, key: &str) -> Result<Access, String> {
+    match (f.access.as_deref().unwrap_or("public"), &f.keys) {
+        ("public", None) => Ok(Access::Public),
+        ("public", Some(_)) => Err(format!("{key} keys: only a feed with access = \"key\" takes keys")),
+        ("key", None) => Err(format!(
+            "{key} keys: access = \"key\" needs at least one key hash; make one with `siar keys new {}`",
+            f.name
+        )),
+        ("key", Some(list)) => {
+            if list.is_empty() {
+                return Err(format!("{key} keys: empty; make a key with `siar keys new {}`", f.name));
+            }
+            let mut hashes = Vec::new();
+            for k in list {
+                hashes.push(crate::access::parse_hash(k).ok_or_else(|| {
+                    format!(
+                        "{key} keys: {k:?} is not \"sha256:\" followed by 64 lowercase hex digits; paste the line                          `siar keys new {}` prints (never the key itself)",
+                        f.name
+                    )
+                })?);
+            }
+            Ok(Access::Key(hashes))
+        }
+        (other, _) => Err(format!("{key} access: {other:?}; expected \"public\" or \"key\"")),
+    }
+}
+
+fn parse_server(s: &RawServer, publish: &Publish) -> Result<Server, String> {
+    let addr = |v: &str, key: &str| {
+        v.parse::<std::net::SocketAddr>().map_err(|_| {
+            format!("[server] {key}: {v:?} is not an address:port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"")
+        })
+    };
+    let duration = |v: &Option<String>, default: &str, key: &str| {
+        parse_duration(v.as_deref().unwrap_or(default)).map_err(|m| format!("[server] {key}: {m}"))
+    };
+    let base_path = s.base_path.clone().unwrap_or_else(|| "/".into());
+    let segment_ok = |seg: &str| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let inner = base_path.trim_start_matches('/').trim_end_matches('/');
+    if !base_path.starts_with('/') || (!inner.is_empty() && !inner.split('/').all(segment_ok)) {
+        return Err(format!(
+            "[server] base_path: {base_path:?}; expected \"/\" or a path such as \"/siar/\" (letters, digits, - . _ ~)"
+        ));
+    }
+    let base_path = if inner.is_empty() { "/".to_string() } else { format!("/{inner}/") };
+    // Default max-age: the time between two scheduled publishes (at most a day).
+    let period = publish
+        .schedule
+        .upcoming(chrono::Utc::now(), 2)
+        .windows(2)
+        .next()
+        .and_then(|w| (w[1] - w[0]).to_std().ok())
+        .unwrap_or(Duration::from_secs(300))
+        .min(Duration::from_secs(86_400));
+    let cache_max_age = match &s.cache_max_age {
+        Some(v) => parse_duration(v).map_err(|m| format!("[server] cache_max_age: {m}"))?,
+        None => period,
+    };
+    let server = Server {
+        listen: addr(s.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?,
+        base_path,
+        cache_max_age,
+        header_timeout: duration(&s.header_timeout, "10s", "header_timeout")?,
+        keep_alive: duration(&s.keep_alive, "60s", "keep_alive")?,
+        max_connections: match s.max_connections.unwrap_or(4096) {
+            n @ 1..=1_000_000 => n as usize,
+            n => return Err(format!("[server] max_connections: {n} is out of range; expected 1 to 1000000")),
+        },
+        metrics_listen: match &s.metrics_listen {
+            Some(v) => Some(addr(v, "metrics_listen")?),
+            None => None,
+        },
+    };
+    if server.header_timeout < Duration::from_millis(100) || server.keep_alive < Duration::from_millis(100) {
+        return Err("[server] header_timeout and keep_alive: must be at least 100ms".into());
+    }
+    Ok(server)
 }
 
 fn parse_fetch(f: &RawFetch, site: &Site) -> Result<Fetch, String> {
@@ -533,7 +679,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
     Ok(u)
 }
 
-fn is_feed_name(s: &str) -> bool {
+pub fn is_feed_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && s.as_bytes()[0].is_ascii_alphanumeric()

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::{control, fetch, ingest, publish};
+use crate::{control, fetch, ingest, publish, serve, websub};
 
 /// How long tasks get to finish the item in hand after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -169,9 +169,20 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         .map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
     let changed = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
+    let mut outlets = publish::Outlets::default();
+    if let Some(server) = &cfg.server {
+        let shelf = Arc::new(serve::Shelf::default());
+        outlets.shelf = Some(shelf.clone());
+        spawn_server(&tasks, server, &cfg, &store, shelf, &stop).await?;
+    }
+    if !cfg.hubs.is_empty() {
+        let (tx, rx) = websub::channel();
+        outlets.websub = Some(tx);
+        tasks.spawn(websub::run(cfg.hubs.clone(), rx, cfg.fetch.user_agent.clone(), stop.clone()));
+    }
     let ingest_task = tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
     tasks.spawn(fetch::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
-    tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, stop.clone()));
+    tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, outlets, stop.clone()));
     let names = cfg.sources.iter().map(|s| s.name.clone()).collect();
     tasks.spawn(control::run(listener, store.clone(), names, stop.clone()));
     tasks.close();
@@ -207,6 +218,49 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.flush()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
     info!("stopped; store flushed");
+    Ok(())
+}
+
+/// Binds the server's listeners (a busy port stops the start with EX_TEMPFAIL) and spawns them.
+async fn spawn_server(
+    tasks: &TaskTracker,
+    server: &crate::config::Server,
+    cfg: &Config,
+    store: &Store,
+    shelf: Arc<serve::Shelf>,
+    stop: &CancellationToken,
+) -> Result<(), Failure> {
+    let health = Arc::new(serve::Health {
+        store: store.clone(),
+        drop: cfg.paths.drop.clone(),
+        schedule: cfg.publish.schedule.clone(),
+        sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
+    });
+    let max_age = server.cache_max_age.as_secs();
+    let ctx = |metrics: bool, metrics_only: bool| {
+        Arc::new(serve::Ctx {
+            shelf: shelf.clone(),
+            base_path: server.base_path.clone(),
+            cache_control: hyper::header::HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .unwrap_or(hyper::header::HeaderValue::from_static("no-cache")),
+            keyed_cache_control: hyper::header::HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                .unwrap_or(hyper::header::HeaderValue::from_static("no-cache")),
+            metrics,
+            metrics_only,
+            health: health.clone(),
+        })
+    };
+    let limits = Arc::new(serve::Limits {
+        header_timeout: server.header_timeout,
+        keep_alive: server.keep_alive,
+        max_connections: server.max_connections,
+    });
+    let listener = serve::bind(server.listen, "listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
+    tasks.spawn(serve::run(listener, ctx(server.metrics_listen.is_none(), false), limits.clone(), stop.clone()));
+    if let Some(addr) = server.metrics_listen {
+        let listener = serve::bind(addr, "metrics_listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
+        tasks.spawn(serve::run(listener, ctx(true, true), limits, stop.clone()));
+    }
     Ok(())
 }
 

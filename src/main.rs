@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<SourcesAction>,
     },
+    /// Partner keys for feeds with access = "key"
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// List stored articles, newest first
     List {
         /// One JSON array of the stored articles
@@ -51,6 +56,15 @@ enum Command {
         /// At most this many articles
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print a fresh random key (once: siar keeps only its hash) and the config line with its hash
+    New {
+        #[arg(value_name = "FEED")]
+        feed: String,
     },
 }
 
@@ -72,6 +86,16 @@ fn main() -> ExitCode {
         .config
         .or_else(|| std::env::var_os("SIAR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("config/siar.toml"));
+    if let Command::Keys { action: KeysAction::New { feed } } = &cli.command {
+        // Works with a config that does not load yet: a keyed feed without keys is invalid.
+        return match new_key(&path, feed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("siar: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = Config::load(&path).map_err(|e| Failure::new(EX_CONFIG, e)).and_then(|cfg| match cli.command {
         Command::Run { once } => run(cfg, once),
         Command::Check => check(&cfg),
@@ -83,6 +107,7 @@ fn main() -> ExitCode {
             print!("{}", opml::write(&cfg));
             Ok(())
         }
+        Command::Keys { .. } => Ok(()),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +116,30 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
+}
+
+/// `siar keys new FEED`: the key on stdout (shown this once), the `keys` line to paste below it.
+fn new_key(path: &std::path::Path, feed: &str) -> Result<(), String> {
+    if !siar::config::is_feed_name(feed) {
+        return Err(format!("{feed:?} is not a feed name (a-z, 0-9, '-' and '_')"));
+    }
+    let key = siar::access::new_key()?;
+    println!("key: {key}");
+    println!("keys = [\"{}\"]", siar::access::hash_line(&key));
+    let known = Config::load(path).map(|cfg| cfg.feeds.iter().any(|f| f.name == feed));
+    eprintln!(
+        "Give the key to the partner (siar keeps only its hash; it cannot show the key again).\n\
+         They send it as `Authorization: Bearer <key>` or `?key=<key>`.\n\
+         In {}, the [[feed]] named {feed:?} needs access = \"key\" and the hash in its keys list\n\
+         (add it beside the old ones to rotate, then remove the old ones).{}",
+        path.display(),
+        match known {
+            Ok(true) => String::new(),
+            Ok(false) => format!("\nNote: there is no [[feed]] named {feed:?} in {} yet.", path.display()),
+            Err(_) => String::new(),
+        }
+    );
+    Ok(())
 }
 
 fn init_logging() {

@@ -89,6 +89,25 @@ pub fn write(cfg: &Config) -> String {
     out
 }
 
+/// OPML 2.0 of the public feeds siar publishes (keyed feeds are never listed), Atom first.
+pub fn feeds(cfg: &Config) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<opml version=\"2.0\">\n  <head>\n");
+    out += &format!("    <title>{} feeds</title>\n", escape_html(&cfg.site.title));
+    out += "  </head>\n  <body>\n";
+    for f in cfg.feeds.iter().filter(|f| f.access == crate::config::Access::Public) {
+        for (ext, kind) in [("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed")] {
+            out += &format!(
+                "    <outline type=\"rss\" text=\"{0}\" title=\"{0}\" xmlUrl=\"{1}\" htmlUrl=\"{2}\"/>\n",
+                escape_html(&format!("{} ({kind})", f.title)),
+                escape_html(&f.url(&cfg.publish, ext)),
+                escape_html(cfg.site.link.as_str()),
+            );
+        }
+    }
+    out += "  </body>\n</opml>\n";
+    out
+}
+
 /// `[[source]]` tables for the outlines whose URL is not configured yet, with unique names.
 /// Returns the TOML text and how many were skipped as already present.
 pub fn to_sources(cfg: &Config, outlines: &[Outline]) -> (String, Vec<String>, usize) {

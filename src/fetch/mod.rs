@@ -380,6 +380,7 @@ impl Fetcher {
                 _ => {}
             }
         }
+        crate::metrics::get().source_items(new, updated);
         state.status = "ok".into();
         state.detail =
             format!("{count} items: {new} new, {updated} changed, {merged} already known from another source");

@@ -249,6 +249,7 @@ pub fn pass(
         }
         folder.sync();
     }
+    crate::metrics::get().ingested(report.stored, report.unchanged, report.rejected);
     Ok(report)
 }
 

@@ -83,7 +83,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
             version: Some(env!("CARGO_PKG_VERSION").into()),
             ..Default::default()
         }),
-        links: vec![
+        links: [
             Link {
                 href: doc.site.link.to_string(),
                 rel: "alternate".into(),
@@ -96,7 +96,10 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
                 mime_type: Some("application/atom+xml".into()),
                 ..Default::default()
             },
-        ],
+        ]
+        .into_iter()
+        .chain(doc.hubs.iter().map(|hub| Link { href: hub.to_string(), rel: "hub".into(), ..Default::default() }))
+        .collect(),
         lang: Some(feed_lang.clone()),
         entries,
         ..Default::default()

@@ -14,7 +14,16 @@ struct JsonFeed<'a> {
     description: &'a str,
     language: &'a str,
     authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub<'a>>,
     items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct Hub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -108,6 +117,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         description: &doc.feed.description,
         language: &doc.site.language,
         authors: vec![Author { name: &doc.site.author }],
+        hubs: doc.hubs.iter().map(|h| Hub { kind: "WebSub", url: h.as_str() }).collect(),
         items,
     };
     let mut out = serde_json::to_vec_pretty(&feed).map_err(|e| format!("JSON writer: {e}"))?;

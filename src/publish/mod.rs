@@ -9,8 +9,9 @@ pub mod validate;
 pub mod write;
 
 use std::collections::HashMap;
+use std::fs;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::article::Article;
-use crate::config::{Config, Feed, Site};
+use crate::config::{Access, Config, Feed, Site};
 use crate::store::Store;
 
 pub const GENERATOR: &str = concat!("siar ", env!("CARGO_PKG_VERSION"));
@@ -38,6 +39,8 @@ pub struct FeedDoc<'a> {
     /// The newest `updated` among the articles (never the clock); the store's creation for an empty feed.
     pub updated: DateTime<Utc>,
     pub articles: &'a [Article],
+    /// WebSub hubs, linked as rel="hub".
+    pub hubs: &'a [url::Url],
 }
 
 impl FeedDoc<'_> {
@@ -80,6 +83,7 @@ pub fn render(
         },
         updated: articles.iter().map(|a| a.updated).max().unwrap_or(empty_updated),
         articles,
+        hubs: &cfg.hubs,
     };
     let n = articles.len();
     let rss = rss::render(&doc)?;
@@ -117,18 +121,36 @@ fn render_without_bad_articles(
     render(cfg, feed, &good, empty_updated).map(|docs| (docs, good))
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct Report {
     pub written: usize,
     pub unchanged: usize,
     pub failed: usize,
+    /// Every document rendered in this pass (for the server), changed or not.
+    pub docs: Vec<Rendered>,
+}
+
+/// One rendered document and when its bytes last changed.
+#[derive(Debug)]
+pub struct Rendered {
+    pub feed: String,
+    pub ext: &'static str,
+    pub bytes: Vec<u8>,
+    /// The file's modification time (public feeds); for keyed feeds, when the bytes last changed.
+    pub modified: std::time::SystemTime,
+    /// Whether these bytes differ from the previous ones (or none were published).
+    pub changed: bool,
 }
 
 /// Publishes feeds, remembering what it last published: a feed whose articles have not changed
 /// since (and whose files are still there) is not rendered again, so cron ticks cost a store scan.
+/// Keyed (partner) feeds are never written to the output directory, which a static server may
+/// expose: they live in memory and only the built-in server hands them out.
 #[derive(Default)]
 pub struct Publisher {
     published: HashMap<String, blake3::Hash>,
+    /// Keyed feeds' last bytes and when they changed.
+    keyed: HashMap<(String, &'static str), (blake3::Hash, std::time::SystemTime)>,
 }
 
 /// A feed's articles, newest first: the selectors, the limit and, with `per_source_limit`, at
@@ -172,11 +194,17 @@ impl Publisher {
         let started = Instant::now();
         let mut report = Report::default();
         for feed in &cfg.feeds {
+            let feed_started = Instant::now();
+            let keyed = feed.access != Access::Public;
             let articles = select(feed, store)?;
             let print = fingerprint(&articles);
             let paths = FORMATS.map(|ext| cfg.paths.output.join(format!("{}.{ext}", feed.name)));
-            if self.published.get(&feed.name) == Some(&print) && paths.iter().all(|p| p.exists()) {
+            if keyed {
+                remove_public_copies(&feed.name, &paths);
+            }
+            if self.published.get(&feed.name) == Some(&print) && (keyed || paths.iter().all(|p| p.exists())) {
                 report.unchanged += 3;
+                crate::metrics::get().published(&feed.name, feed_started.elapsed(), articles.len());
                 continue;
             }
             let (docs, articles) = match render_without_bad_articles(cfg, feed, articles, store.created()) {
@@ -188,15 +216,34 @@ impl Publisher {
                 }
             };
             let mut all_ok = true;
-            for ((_, bytes), path) in docs.iter().zip(&paths) {
-                match write::write_if_changed(path, bytes) {
-                    Ok(true) => {
-                        report.written += 1;
-                        info!("wrote {} ({} items, {} bytes)", path.display(), articles.len(), bytes.len());
+            for ((ext, bytes), path) in docs.into_iter().zip(&paths) {
+                let outcome = if keyed {
+                    let hash = blake3::hash(&bytes);
+                    let slot = self.keyed.entry((feed.name.clone(), ext)).or_insert((hash, SystemTime::now()));
+                    let changed = slot.0 != hash;
+                    if changed {
+                        *slot = (hash, SystemTime::now());
                     }
-                    Ok(false) => {
-                        report.unchanged += 1;
-                        debug!("{} unchanged", path.display());
+                    Ok((changed, slot.1))
+                } else {
+                    write::write_if_changed(path, &bytes)
+                        .and_then(|changed| Ok((changed, fs::metadata(path)?.modified()?)))
+                };
+                match outcome {
+                    Ok((changed, modified)) => {
+                        if changed {
+                            report.written += 1;
+                            info!(
+                                "published {} ({} items, {} bytes)",
+                                feed.url(&cfg.publish, ext),
+                                articles.len(),
+                                bytes.len()
+                            );
+                        } else {
+                            report.unchanged += 1;
+                            debug!("{} unchanged", path.display());
+                        }
+                        report.docs.push(Rendered { feed: feed.name.clone(), ext, bytes, modified, changed });
                     }
                     Err(e) => {
                         all_ok = false;
@@ -207,6 +254,7 @@ impl Publisher {
             }
             if all_ok {
                 self.published.insert(feed.name.clone(), print);
+                crate::metrics::get().published(&feed.name, feed_started.elapsed(), articles.len());
             } else {
                 self.published.remove(&feed.name);
             }
@@ -216,25 +264,71 @@ impl Publisher {
     }
 }
 
-async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, store: &Store) {
-    let (publisher, cfg, store) = (publisher.clone(), cfg.clone(), store.clone());
+/// A feed that became keyed must not stay readable through a static server's copy.
+fn remove_public_copies(name: &str, paths: &[std::path::PathBuf]) {
+    for p in paths {
+        match fs::remove_file(p) {
+            Ok(()) => warn!("feed {name} is keyed now: removed its public copy {}", p.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => error!("feed {name} is keyed, but its public copy {} cannot be removed: {e}", p.display()),
+        }
+    }
+}
+
+/// Where a publish pass's results go besides the output directory.
+#[derive(Default, Clone)]
+pub struct Outlets {
+    /// The built-in server's snapshot.
+    pub shelf: Option<Arc<crate::serve::Shelf>>,
+    /// WebSub pings for changed public documents.
+    pub websub: Option<crate::websub::Sender>,
+}
+
+async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, store: &Store, outlets: &Outlets) {
+    let (publisher, cfg, store, outlets) = (publisher.clone(), cfg.clone(), store.clone(), outlets.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut publisher = publisher.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        publisher.publish_all(&cfg, &store)
+        let mut report = publisher.publish_all(&cfg, &store)?;
+        crate::metrics::get().pass_done(report.failed == 0);
+        // Hubs hear only of public documents.
+        let changed: Vec<String> = report
+            .docs
+            .iter()
+            .filter(|d| d.changed)
+            .filter_map(|d| {
+                let f = cfg.feeds.iter().find(|f| f.name == d.feed)?;
+                (f.access == Access::Public).then(|| f.url(&cfg.publish, d.ext))
+            })
+            .collect();
+        if let Some(shelf) = &outlets.shelf {
+            shelf.update(&cfg, std::mem::take(&mut report.docs));
+        }
+        if let Some(tx) = &outlets.websub
+            && !changed.is_empty()
+        {
+            let _ = tx.send(changed);
+        }
+        Ok::<_, crate::store::Error>(report)
     })
     .await;
     match result {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => error!("publishing failed: {e}"),
-        Err(e) => error!("publishing panicked: {e}"),
+        Ok(Err(e)) => {
+            crate::metrics::get().pass_done(false);
+            error!("publishing failed: {e}");
+        }
+        Err(e) => {
+            crate::metrics::get().pass_done(false);
+            error!("publishing panicked: {e}");
+        }
     }
 }
 
 /// The publish task: once at start, then on every cron tick and (with on_ingest) a debounce after
 /// new articles. Never two publishes at once: one loop does them all.
-pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: CancellationToken) {
+pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: Outlets, stop: CancellationToken) {
     let publisher = Arc::new(Mutex::new(Publisher::default()));
-    publish_blocking(&publisher, &cfg, &store).await;
+    publish_blocking(&publisher, &cfg, &store, &outlets).await;
     loop {
         let Some(wait) = cfg.publish.schedule.until_next(Utc::now()) else {
             warn!("the publish schedule never fires again; publishing only after new articles");
@@ -252,7 +346,7 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, stop: Can
                 }
             }
         }
-        publish_blocking(&publisher, &cfg, &store).await;
+        publish_blocking(&publisher, &cfg, &store, &outlets).await;
     }
 }
 

@@ -45,8 +45,16 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         ]),
         ..Default::default()
     };
+    let hub_links = doc.hubs.iter().map(|hub| Extension {
+        name: "atom:link".into(),
+        attrs: BTreeMap::from([("href".to_string(), hub.to_string()), ("rel".to_string(), "hub".to_string())]),
+        ..Default::default()
+    });
     let mut extensions = ExtensionMap::default();
-    extensions.entry("atom".into()).or_default().insert("link".into(), vec![self_link]);
+    extensions
+        .entry("atom".into())
+        .or_default()
+        .insert("link".into(), std::iter::once(self_link).chain(hub_links).collect());
     let channel = Channel {
         title: strip_forbidden(&doc.feed.title).into_owned(),
         link: doc.site.link.to_string(),

@@ -489,6 +489,11 @@ impl Store {
         self.articles.len()
     }
 
+    /// A cheap read that fails when the store does (for readiness checks).
+    pub fn ping(&self) -> Result<(), Error> {
+        self.articles.first().map(|_| ()).map_err(|e| self.err(e))
+    }
+
     /// How many articles of a source are stored.
     pub fn source_len(&self, source: &str) -> usize {
         self.by_source.scan_prefix(keys::by_source_prefix(source)).count()

@@ -258,3 +258,73 @@ fn make_feedparser_python() -> Option<PathBuf> {
     eprintln!("\n*** {why}: the feedparser check did not run ***\n");
     None
 }
+
+/// A raw HTTP/1.1 response, as the test client read it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection, the target sent byte for byte (no normalisation, so
+/// `/feeds/../x` reaches the server as written).
+pub fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to siar");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req += &format!("{n}: {v}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> Resp {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string())).collect();
+    Resp { status, headers, body: raw[end + 4..].to_vec() }
+}
+
+impl Daemon {
+    /// The address the server logged ("listening on <addr>"); `metrics` for the metrics listener.
+    pub fn addr_of(&self, metrics: bool) -> String {
+        let mut found = String::new();
+        wait_until(Duration::from_secs(30), "the server to listen", || {
+            let log = self.log();
+            let hit = log.lines().filter(|l| l.contains("listening on ")).find(|l| l.contains("(metrics)") == metrics);
+            if let Some(l) = hit {
+                let rest = &l[l.find("listening on ").unwrap_or(0) + "listening on ".len()..];
+                found = rest.split_whitespace().next().unwrap_or_default().to_string();
+            }
+            !found.is_empty()
+        });
+        found
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr_of(false)
+    }
+}

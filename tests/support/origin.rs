@@ -13,6 +13,9 @@ pub struct Request {
     pub path: String,
     /// Header names in lower case, values as sent.
     pub headers: Vec<(String, Vec<u8>)>,
+    pub method: String,
+    /// The body, when the request had a Content-Length.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -114,6 +117,7 @@ impl Origin {
         if reader.read_line(&mut line).is_err() {
             return;
         }
+        let method = line.split_whitespace().next().unwrap_or("GET").to_string();
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut headers = Vec::new();
         loop {
@@ -128,7 +132,16 @@ impl Origin {
                 headers.push((name, value));
             }
         }
-        let request = Request { path: path.clone(), headers };
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Request { path: path.clone(), headers, method, body };
         self.log.lock().expect("log").push(request.clone());
         let handler = self.routes.lock().expect("routes").get(&path).cloned();
         let reply = match handler {
@@ -142,6 +155,8 @@ impl Origin {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
         304 => "Not Modified",

@@ -1,0 +1,223 @@
+//! The built-in HTTP/1.1 server: feeds from an in-memory snapshot (see `shelf`), the index page,
+//! OPML, health and metrics. hyper does the protocol; this module adds what a public server needs
+//! around it: a connection cap, a deadline for request headers, an idle keep-alive limit, a stall
+//! limit on writes, and a graceful stop.
+
+pub mod pages;
+pub mod respond;
+pub mod shelf;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use respond::{Ctx, Health};
+pub use shelf::Shelf;
+
+/// Request head limit (request line plus headers).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// How long connections get to finish their request in hand at a stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_connections: usize,
+}
+
+/// Binds a listener, saying which key and address failed.
+pub async fn bind(addr: SocketAddr, key: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("[server] {key} {addr}: cannot listen: {e}")))
+}
+
+/// Accepts connections until `stop`, then lets the ones in hand finish (bounded).
+pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, limits: Arc<Limits>, stop: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!("listening on {addr}{}", if ctx.metrics_only { " (metrics)" } else { "" });
+    }
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (ctx, limits, stop) = (ctx.clone(), limits.clone(), stop.clone());
+        connections.spawn(async move {
+            serve_connection(stream, ctx, &limits, stop).await;
+            debug!("connection from {peer} closed");
+            drop(permit);
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(STOP_GRACE, connections.wait()).await;
+}
+
+async fn serve_connection(stream: TcpStream, ctx: Arc<Ctx>, limits: &Limits, stop: CancellationToken) {
+    let seen = Arc::new(AtomicBool::new(false));
+    let io = TokioIo::new(Deadlines::new(stream, limits, seen.clone()));
+    let service = service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(respond::handle(req, ctx).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(MAX_HEAD_BYTES).max_headers(MAX_HEADERS).keep_alive(true).header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!("connection ended: {e}");
+            }
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(STOP_GRACE, conn).await;
+        }
+    }
+}
+
+/// A TCP stream with the server's clocks: a request's head must arrive within `header_timeout`
+/// of its first byte (or of the connection, for the first request), an idle connection is closed
+/// after `keep_alive`, and a client that stops reading its response for `keep_alive` is dropped.
+/// hyper's own header timer would also close idle keep-alive connections after the header timeout.
+struct Deadlines {
+    inner: TcpStream,
+    /// Set by the service when a request head was complete: the connection is idle again after it.
+    seen: Arc<AtomicBool>,
+    reading_head: bool,
+    read_deadline: Pin<Box<Sleep>>,
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    last_write: Instant,
+    header_timeout: Duration,
+    keep_alive: Duration,
+}
+
+impl Deadlines {
+    fn new(inner: TcpStream, limits: &Limits, seen: Arc<AtomicBool>) -> Deadlines {
+        Deadlines {
+            inner,
+            seen,
+            reading_head: true,
+            read_deadline: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            write_deadline: None,
+            last_write: Instant::now(),
+            header_timeout: limits.header_timeout,
+            keep_alive: limits.keep_alive,
+        }
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_string())
+}
+
+impl AsyncRead for Deadlines {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.seen.swap(false, Ordering::Relaxed) {
+            this.reading_head = false;
+            let at = Instant::now() + this.keep_alive;
+            this.read_deadline.as_mut().reset(at);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && !this.reading_head {
+                    this.reading_head = true;
+                    let at = Instant::now() + this.header_timeout;
+                    this.read_deadline.as_mut().reset(at);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                ready!(this.read_deadline.as_mut().poll(cx));
+                Poll::Ready(Err(timed_out(if this.reading_head {
+                    "request headers not received in time"
+                } else {
+                    "idle keep-alive connection"
+                })))
+            }
+        }
+    }
+}
+
+impl Deadlines {
+    fn check_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let at = self.last_write + self.keep_alive;
+                let sleep = self.write_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                ready!(sleep.as_mut().poll(cx));
+                Poll::Ready(Err(timed_out("client stopped reading")))
+            }
+            done => {
+                self.last_write = Instant::now();
+                done
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Deadlines {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check_write(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check_write(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,201 @@
+//! What the server hands out: an immutable snapshot of every document, each already compressed
+//! (gzip, brotli) with its validators, swapped whole after a publish. A request holds the `Arc` of
+//! the snapshot it started with, so a download in progress finishes the old version.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+
+use crate::config::{Access, Config};
+use crate::metrics::{self, FeedCounters};
+use crate::publish::Rendered;
+
+/// One representation set: the bytes, their compressed forms (when smaller) and validators.
+pub struct Doc {
+    pub identity: Bytes,
+    pub gzip: Option<Bytes>,
+    pub br: Option<Bytes>,
+    /// The content hash (hex): the strong ETag is `"<tag>"`, `"<tag>-gz"` or `"<tag>-br"`.
+    pub tag: String,
+    pub etags: [HeaderValue; 3],
+    pub modified: SystemTime,
+    pub last_modified: HeaderValue,
+    pub content_type: HeaderValue,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Encoding {
+    Identity = 0,
+    Gzip = 1,
+    Br = 2,
+}
+
+impl Doc {
+    pub fn new(bytes: Vec<u8>, modified: SystemTime, content_type: &'static str) -> Doc {
+        let tag = blake3::hash(&bytes).to_hex()[..32].to_string();
+        let gzip = gzip(&bytes).filter(|z| z.len() < bytes.len()).map(Bytes::from);
+        let br = brotli(&bytes).filter(|z| z.len() < bytes.len()).map(Bytes::from);
+        Doc::assemble(Bytes::from(bytes), gzip, br, tag, modified, content_type)
+    }
+
+    fn assemble(
+        identity: Bytes,
+        gzip: Option<Bytes>,
+        br: Option<Bytes>,
+        tag: String,
+        modified: SystemTime,
+        content_type: &'static str,
+    ) -> Doc {
+        // HTTP dates have whole seconds: compare and send the truncated time.
+        let secs = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let modified = UNIX_EPOCH + Duration::from_secs(secs);
+        let value = |v: String| HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("\"x\""));
+        Doc {
+            etags: [value(format!("\"{tag}\"")), value(format!("\"{tag}-gz\"")), value(format!("\"{tag}-br\""))],
+            last_modified: value(httpdate::fmt_http_date(modified)),
+            content_type: HeaderValue::from_static(content_type),
+            identity,
+            gzip,
+            br,
+            tag,
+            modified,
+        }
+    }
+
+    /// The body and ETag for an encoding (falls back to identity when that form is missing).
+    pub fn body(&self, enc: Encoding) -> (Encoding, &Bytes) {
+        match enc {
+            Encoding::Br if self.br.is_some() => (enc, self.br.as_ref().unwrap_or(&self.identity)),
+            Encoding::Gzip if self.gzip.is_some() => (enc, self.gzip.as_ref().unwrap_or(&self.identity)),
+            _ => (Encoding::Identity, &self.identity),
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::best());
+    z.write_all(bytes).ok()?;
+    z.finish().ok()
+}
+
+fn brotli(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() / 4);
+    let params = brotli::enc::BrotliEncoderParams { quality: 9, lgwin: 22, ..Default::default() };
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).ok()?;
+    Some(out)
+}
+
+pub fn content_type(ext: &str) -> &'static str {
+    match ext {
+        "rss" => "application/rss+xml; charset=utf-8",
+        "atom" => "application/atom+xml; charset=utf-8",
+        "json" => "application/feed+json; charset=utf-8",
+        "opml" => "text/x-opml; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+pub fn ext_index(ext: &str) -> Option<usize> {
+    crate::publish::FORMATS.iter().position(|e| *e == ext)
+}
+
+pub struct FeedEntry {
+    /// rss, atom, json (the order of `publish::FORMATS`); `None` until first published.
+    pub docs: [Option<Arc<Doc>>; 3],
+    pub access: Access,
+    pub counters: Arc<FeedCounters>,
+    /// `Link:` header: the hubs and the document's own URL, per format.
+    pub links: [Option<HeaderValue>; 3],
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub feeds: HashMap<String, FeedEntry>,
+    pub index: Option<Arc<Doc>>,
+    pub opml: Option<Arc<Doc>>,
+}
+
+#[derive(Default)]
+pub struct Shelf {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl Shelf {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Builds the next snapshot from the config, the documents just rendered and, for documents
+    /// not rendered this time, the current ones; then swaps it in.
+    pub fn update(&self, cfg: &Config, rendered: Vec<Rendered>) {
+        let old = self.snapshot();
+        let mut fresh: HashMap<(String, &'static str), Rendered> =
+            rendered.into_iter().map(|r| ((r.feed.clone(), r.ext), r)).collect();
+        let mut next = Snapshot::default();
+        for feed in &cfg.feeds {
+            let previous = old.feeds.get(&feed.name);
+            let docs = crate::publish::FORMATS.map(|ext| {
+                let i = ext_index(ext).unwrap_or(0);
+                let kept = previous.and_then(|p| p.docs[i].clone());
+                match fresh.remove(&(feed.name.clone(), ext)) {
+                    // Same bytes as served: keep the compressed forms already made.
+                    Some(r)
+                        if kept
+                            .as_ref()
+                            .is_some_and(|k| *k.identity == *r.bytes && k.modified == trunc(r.modified)) =>
+                    {
+                        kept
+                    }
+                    Some(r) => Some(Arc::new(Doc::new(r.bytes, r.modified, content_type(ext)))),
+                    None => kept,
+                }
+            });
+            let links = crate::publish::FORMATS.map(|ext| {
+                let mut parts: Vec<String> = cfg.hubs.iter().map(|h| format!("<{h}>; rel=\"hub\"")).collect();
+                parts.push(format!("<{}>; rel=\"self\"", feed.url(&cfg.publish, ext)));
+                HeaderValue::from_str(&parts.join(", ")).ok()
+            });
+            let entry =
+                FeedEntry { docs, access: feed.access.clone(), counters: metrics::get().feed(&feed.name), links };
+            next.feeds.insert(feed.name.clone(), entry);
+        }
+        let now = SystemTime::now();
+        let keep_or_new = |old: &Option<Arc<Doc>>, text: String, ext: &'static str| match old {
+            Some(d) if *d.identity == *text.as_bytes() => d.clone(),
+            _ => Arc::new(Doc::new(text.into_bytes(), now, content_type(ext))),
+        };
+        next.index = Some(keep_or_new(&old.index, super::pages::index(cfg), "html"));
+        next.opml = Some(keep_or_new(&old.opml, crate::opml::feeds(cfg), "opml"));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+}
+
+fn trunc(t: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_are_compressed_once_and_round_trip() {
+        let text = "<rss>".to_string() + &"<item>Berita hari ini</item>".repeat(200) + "</rss>";
+        let d = Doc::new(text.clone().into_bytes(), SystemTime::now(), content_type("rss"));
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&d.gzip.as_ref().expect("gz")[..]), &mut plain)
+            .expect("gunzip");
+        assert_eq!(plain, text);
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &d.br.as_ref().expect("br")[..], &mut out).expect("unbrotli");
+        assert_eq!(out, text.as_bytes());
+        // Tiny bodies are not worth compressing: identity is served.
+        let tiny = Doc::new(b"{}".to_vec(), SystemTime::now(), content_type("json"));
+        assert_eq!(tiny.body(Encoding::Gzip).0, Encoding::Identity);
+    }
+}

@@ -1,0 +1,530 @@
+//! The built-in server, end to end: the real binary on a loopback port, a raw HTTP client that
+//! sends targets byte for byte, a loopback hub, and newsboat as a real feed reader.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::origin::{Origin, Reply};
+use support::{BASE_CONFIG, Daemon, Resp, Site, http, wait_until};
+
+const SERVER: &str = "\n[server]\nlisten = \"127.0.0.1:0\"\ncache_max_age = \"1m\"\n";
+
+fn article(slug: &str, title: &str, date: &str) -> Vec<u8> {
+    format!(
+        "Title: {title}\nAuthor: Siti Aminah\nDate: {date}\nCategory: Kota\nSlug: {slug}\n\n\
+         JAKARTA - {title}. Warga kota menyambut kabar ini dengan gembira, kata pejabat setempat.\n"
+    )
+    .into_bytes()
+}
+
+fn site(extra: &str) -> Site {
+    Site::with_config(&format!("{BASE_CONFIG}{extra}"))
+}
+
+fn get(addr: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+    http(addr, "GET", target, headers)
+}
+
+/// Waits until the served document contains `needle`.
+fn wait_served(addr: &str, target: &str, needle: &str) -> Resp {
+    let mut last = None;
+    wait_until(Duration::from_secs(30), &format!("{target} to contain {needle:?}"), || {
+        let r = get(addr, target, &[]);
+        let hit = r.status == 200 && r.text().contains(needle);
+        last = Some(r);
+        hit
+    });
+    last.expect("a response")
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
+    out
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::BrotliDecompress(&mut &bytes[..], &mut out).expect("valid brotli");
+    out
+}
+
+#[test]
+fn feeds_are_served_with_types_validators_and_compression() {
+    let site = site(SERVER);
+    site.drop_file("satu.txt", &article("satu", "Banjir surut di Bandung", "2026-11-20 09:30"));
+    site.drop_file("dua.txt", &article("dua", "Pasar ramai menjelang akhir tahun", "2026-11-21 10:00"));
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/feeds/all.atom", "Pasar ramai");
+
+    for (ext, ctype) in [
+        ("rss", "application/rss+xml; charset=utf-8"),
+        ("atom", "application/atom+xml; charset=utf-8"),
+        ("json", "application/feed+json; charset=utf-8"),
+    ] {
+        let r = wait_served(&addr, &format!("/feeds/all.{ext}"), "Pasar ramai");
+        assert_eq!(r.header("content-type"), Some(ctype), "{ext}");
+        assert_eq!(r.body, std::fs::read(site.path("feeds").join(format!("all.{ext}"))).expect("file"), "{ext}");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+        let link = r.header("link").expect("Link header");
+        assert!(link.contains(&format!("<https://news.example.org/feeds/all.{ext}>; rel=\"self\"")), "{link}");
+    }
+
+    let full = get(&addr, "/feeds/all.atom", &[]);
+    let etag = full.header("etag").expect("ETag").to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10, "strong ETag: {etag}");
+    let lm = full.header("last-modified").expect("Last-Modified").to_string();
+    let lm_time = httpdate::parse_http_date(&lm).expect("Last-Modified is an HTTP date");
+
+    // If-None-Match: the tag, a list holding it, `*` -> 304 with validators and no body.
+    for inm in [etag.clone(), format!("\"other\", {etag}"), format!("W/{etag}"), "*".to_string()] {
+        let r = get(&addr, "/feeds/all.atom", &[("If-None-Match", &inm)]);
+        assert_eq!(r.status, 304, "If-None-Match: {inm}");
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("etag"), Some(etag.as_str()));
+        assert_eq!(r.header("last-modified"), Some(lm.as_str()));
+        assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+    }
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-None-Match", "\"stale\"")]).status, 200);
+    // If-Modified-Since: not modified since then -> 304; since before -> 200.
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &lm)]).status, 304);
+    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(3600));
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &later)]).status, 304);
+    let earlier = httpdate::fmt_http_date(lm_time - Duration::from_secs(1));
+    let r = get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &earlier)]);
+    assert_eq!((r.status, r.body.len()), (200, full.body.len()));
+    // Both present: If-None-Match decides.
+    let r = get(&addr, "/feeds/all.atom", &[("If-None-Match", "\"stale\""), ("If-Modified-Since", &lm)]);
+    assert_eq!(r.status, 200, "a failed If-None-Match wins over a matching If-Modified-Since");
+
+    // HEAD: the same headers, the GET length, no body.
+    let r = http(&addr, "HEAD", "/feeds/all.atom", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("content-length"), Some(full.body.len().to_string().as_str()));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+
+    // Compression: gzip and brotli by Accept-Encoding, each with its own strong ETag that still
+    // revalidates; identity when nothing acceptable is offered.
+    let gz = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&gz.body), full.body);
+    assert!(gz.body.len() < full.body.len());
+    let br = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "gzip, deflate, br")]);
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(unbrotli(&br.body), full.body);
+    let (gz_tag, br_tag) = (gz.header("etag").expect("etag"), br.header("etag").expect("etag"));
+    assert!(gz_tag != etag && br_tag != etag && gz_tag != br_tag, "{etag} {gz_tag} {br_tag}");
+    let r = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "gzip"), ("If-None-Match", gz_tag)]);
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("etag"), Some(gz_tag));
+    let r = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "br;q=0, gzip;q=0, identity")]);
+    assert_eq!((r.header("content-encoding"), r.body.len()), (None, full.body.len()));
+    // Range may be ignored: the whole document, 200.
+    let r = get(&addr, "/feeds/all.atom", &[("Range", "bytes=0-10")]);
+    assert_eq!((r.status, r.body.len()), (200, full.body.len()));
+
+    // A publish swaps what is served: new bytes, new validators; the old ETag no longer matches.
+    site.drop_file("tiga.txt", &article("tiga", "Jembatan baru dibuka", "2026-11-22 08:00"));
+    let r = wait_served(&addr, "/feeds/all.atom", "Jembatan baru");
+    assert_ne!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-None-Match", &etag)]).status, 200);
+}
+
+#[test]
+fn only_get_and_head_and_nothing_outside_the_feeds() {
+    let site = site(SERVER);
+    site.drop_file("satu.txt", &article("satu", "Banjir surut", "2026-11-20 09:30"));
+    // A symlink planted in the output directory must not be followed by a request.
+    std::fs::create_dir_all(site.path("feeds")).expect("mkdir");
+    std::os::unix::fs::symlink(&site.config, site.path("feeds/leak.atom")).expect("symlink");
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/feeds/all.rss", "Banjir surut");
+
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let r = http(&addr, method, "/feeds/all.rss", &[("Content-Length", "0")]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+    let secret = std::fs::read_to_string(&site.config).expect("config");
+    for target in [
+        "/feeds/../siar.toml",
+        "/feeds/%2e%2e/siar.toml",
+        "/feeds/%2E%2E/siar.toml",
+        "/feeds%2fall.rss",
+        "/feeds/..%2fsiar.toml",
+        "/feeds/..%2Fsiar.toml",
+        "/../siar.toml",
+        "/feeds/all.rss/..",
+        "/feeds/./all.rss",
+        "/feeds//all.rss",
+        "/feeds/leak.atom",
+        "/feeds/all.toml",
+        "/feeds/nope.atom",
+        "/feeds/ALL.rss",
+        "/siar.toml",
+        "/state/db",
+        "/feeds/all.rss%00.atom",
+    ] {
+        let r = get(&addr, target, &[]);
+        assert_eq!(r.status, 404, "{target}");
+        assert!(!r.text().contains("[site]") && !r.text().contains(&secret[..40]), "{target} leaked the config");
+    }
+    // Query strings (cache busters) do not change what a public feed is.
+    assert_eq!(get(&addr, "/feeds/all.rss?t=123", &[]).status, 200);
+
+    // Oversized request heads are refused, and the server stays up.
+    let big = "x".repeat(20_000);
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    let _ = s.write_all(format!("GET /feeds/all.rss HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let status = String::from_utf8_lossy(&raw).split(' ').nth(1).map(str::to_string);
+    assert!(matches!(status.as_deref(), Some("431") | None), "oversized head: {:?}", String::from_utf8_lossy(&raw));
+    assert_eq!(get(&addr, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_idle_connections_closed_after_keep_alive() {
+    let site = site("\n[server]\nlisten = \"127.0.0.1:0\"\nheader_timeout = \"1s\"\nkeep_alive = \"3s\"\n");
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_until(Duration::from_secs(20), "first publish", || get(&addr, "/feeds/all.rss", &[]).status == 200);
+
+    // Headers started but never finished: closed after the header timeout.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /feeds/all.rss HTTP/1.1\r\nHost: a\r\n").expect("send");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "closed after {took:?}");
+
+    // A connection that sends nothing at all: the same.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let started = Instant::now();
+    let _ = s.read_to_end(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(3), "silent connection kept {:?}", started.elapsed());
+
+    // Keep-alive: idle longer than the header timeout is fine; past keep_alive it is closed.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let request = b"HEAD /feeds/all.rss HTTP/1.1\r\nHost: a\r\n\r\n";
+    let read_head = |s: &mut TcpStream| {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap_or(0) == 0 {
+                return head;
+            }
+            head.push(byte[0]);
+        }
+        head
+    };
+    s.write_all(request).expect("send");
+    assert!(read_head(&mut s).starts_with(b"HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(1800));
+    s.write_all(request).expect("send after idling");
+    assert!(read_head(&mut s).starts_with(b"HTTP/1.1 200"), "idle for less than keep_alive must be served");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2500) && idle < Duration::from_secs(6),
+        "idle connection closed after {idle:?}"
+    );
+}
+
+fn new_key(site: &Site, feed: &str) -> (String, String) {
+    let out = site.siar(&["keys", "new", feed]);
+    assert!(out.status.success(), "keys new: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = stdout.lines().find_map(|l| l.strip_prefix("key: ")).expect("key line").to_string();
+    let line = stdout.lines().find(|l| l.starts_with("keys = ")).expect("keys line").to_string();
+    (key, line)
+}
+
+#[test]
+fn keyed_partner_feeds_need_a_key_and_stay_out_of_public_listings() {
+    let site = site(SERVER);
+    // The key is made before the feed exists: a keyed feed without keys would not load.
+    let (key, line) = new_key(&site, "mitra");
+    let (other_key, other_line) = new_key(&site, "mitra");
+    assert_ne!(key, other_key);
+    assert!(line.starts_with("keys = [\"sha256:") && !line.contains(&key), "{line}");
+    let hashes = |l: &str| l.trim_start_matches("keys = [").trim_end_matches(']').to_string();
+    let config = format!(
+        "{BASE_CONFIG}{SERVER}\n[[feed]]\nname = \"mitra\"\ntitle = \"Untuk mitra\"\naccess = \"key\"\nkeys = [{}, {}]\n",
+        hashes(&line),
+        hashes(&other_line)
+    );
+    std::fs::write(&site.config, config).expect("config");
+    assert!(site.siar(&["check"]).status.success());
+    site.drop_file("rahasia.txt", &article("rahasia", "Laporan khusus mitra", "2026-11-20 09:30"));
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/feeds/all.atom", "Laporan khusus");
+
+    for (what, target, headers) in [
+        ("no key", "/feeds/mitra.atom".to_string(), vec![]),
+        ("wrong key", "/feeds/mitra.atom?key=siar_00".to_string(), vec![]),
+        ("wrong bearer", "/feeds/mitra.atom".to_string(), vec![("Authorization", "Bearer siar_nope".to_string())]),
+        ("hash as key", format!("/feeds/mitra.atom?key={}", hashes(&line).trim_matches('"')), vec![]),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = get(&addr, &target, &headers);
+        assert_eq!(r.status, 401, "{what}");
+        assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")), "{what}");
+        assert!(r.header("etag").is_none() && r.header("last-modified").is_none(), "{what}: validators leak");
+        assert!(!r.text().contains("Laporan") && !r.text().contains("mitra"), "{what}: {}", r.text());
+    }
+    let bearer = format!("Bearer {key}");
+    let r = get(&addr, "/feeds/mitra.atom", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Laporan khusus mitra"));
+    assert!(r.header("cache-control").is_some_and(|c| c.starts_with("private")), "{:?}", r.header("cache-control"));
+    let etag = r.header("etag").expect("etag").to_string();
+    assert_eq!(get(&addr, "/feeds/mitra.atom", &[("Authorization", &bearer), ("If-None-Match", &etag)]).status, 304);
+    // A 304 needs the key too.
+    assert_eq!(get(&addr, "/feeds/mitra.atom", &[("If-None-Match", &etag)]).status, 401);
+    assert_eq!(get(&addr, &format!("/feeds/mitra.json?key={other_key}"), &[]).status, 200);
+
+    // Never on disk where a static server could hand it out, never listed.
+    assert!(!site.path("feeds/mitra.atom").exists() && !site.path("feeds/mitra.rss").exists());
+    let index = get(&addr, "/", &[]);
+    assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(index.text().contains("<link rel=\"alternate\" type=\"application/atom+xml\""), "{}", index.text());
+    assert!(index.text().contains("https://news.example.org/feeds/all.atom"));
+    let opml = get(&addr, "/feeds.opml", &[]);
+    assert_eq!(opml.status, 200);
+    assert!(opml.text().contains("xmlUrl=\"https://news.example.org/feeds/all.rss\""), "{}", opml.text());
+    for listing in [&index, &opml] {
+        assert!(!listing.text().contains("mitra"), "a keyed feed is listed:\n{}", listing.text());
+    }
+
+    // Per-feed and per-key counters.
+    let metrics = get(&addr, "/metrics", &[]).text();
+    assert!(metrics.contains("siar_http_requests_total{feed=\"mitra\",status=\"401\"} 5"), "{metrics}");
+    let quoted = hashes(&line);
+    let label = &quoted.trim_matches('"')["sha256:".len()..][..8];
+    assert!(metrics.contains(&format!("siar_partner_requests_total{{feed=\"mitra\",key=\"{label}\"}} 2")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("siar_partner_last_request_timestamp_seconds{{feed=\"mitra\",key=\"{label}\"}}"))
+    );
+}
+
+#[test]
+fn hubs_are_pinged_after_a_change_and_not_without_one() {
+    let hub = Origin::start();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = attempts.clone();
+    // The hub fails the very first ping: siar must retry it.
+    hub.handle("/hub", move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 { Reply::new(503) } else { Reply::new(204) }
+    });
+    let site = site(&format!("{SERVER}\n[websub]\nhubs = [\"{}\"]\n", hub.url("/hub")));
+    let config = std::fs::read_to_string(&site.config).expect("config").replace("0 0 1 1 *", "* * * * * *");
+    std::fs::write(&site.config, config).expect("config");
+    site.drop_file("satu.txt", &article("satu", "Banjir surut", "2026-11-20 09:30"));
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    let r = wait_served(&addr, "/feeds/all.atom", "Banjir surut");
+    assert!(r.text().contains(&format!("<link href=\"{}\" rel=\"hub\"/>", hub.url("/hub"))), "{}", r.text());
+    assert!(r.header("link").is_some_and(|l| l.contains(&format!("<{}>; rel=\"hub\"", hub.url("/hub")))));
+    assert!(get(&addr, "/feeds/all.rss", &[]).text().contains("rel=\"hub\""));
+    assert!(get(&addr, "/feeds/all.json", &[]).text().contains("\"WebSub\""));
+
+    let pinged = |url: &str| {
+        let needle = format!(
+            "hub.mode=publish&hub.url={}",
+            url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        );
+        hub.requests("/hub").iter().filter(|r| r.method == "POST" && String::from_utf8_lossy(&r.body) == needle).count()
+    };
+    let atom = "https://news.example.org/feeds/all.atom";
+    // The article's publish changed every document: each URL pinged (the first attempt retried).
+    wait_until(Duration::from_secs(30), "pings for the three documents", || {
+        ["rss", "atom", "json"].iter().all(|e| pinged(&format!("https://news.example.org/feeds/all.{e}")) >= 1)
+    });
+    wait_until(Duration::from_secs(10), "the failed ping to be retried", || hub.requests("/hub").len() >= 4);
+    // Let the start-up publish and the article's publish (and the retry) finish pinging.
+    let mut settled = hub.requests("/hub").len();
+    wait_until(Duration::from_secs(30), "pings to settle", || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = hub.requests("/hub").len();
+        std::mem::replace(&mut settled, now) == now
+    });
+    // Several publishes without a change (the schedule fires every second): no pings.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(hub.requests("/hub").len(), settled, "pinged without a change");
+    assert!(daemon.log().matches("publish").count() > 0);
+
+    let before = pinged(atom);
+    site.drop_file("dua.txt", &article("dua", "Pasar ramai", "2026-11-21 10:00"));
+    wait_until(Duration::from_secs(30), "a ping after the change", || pinged(atom) > before);
+    let ct = hub.requests("/hub").last().and_then(|r| r.header("content-type").map(|v| v.to_vec()));
+    assert_eq!(ct.as_deref(), Some(&b"application/x-www-form-urlencoded"[..]));
+}
+
+#[test]
+fn readyz_turns_503_when_publishing_is_stale_and_metrics_say_why() {
+    let site = site(SERVER);
+    let config = std::fs::read_to_string(&site.config).expect("config").replace("0 0 1 1 *", "* * * * * *");
+    std::fs::write(&site.config, config).expect("config");
+    site.drop_file("satu.txt", &article("satu", "Banjir surut", "2026-11-20 09:30"));
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/feeds/all.atom", "Banjir surut");
+    wait_until(Duration::from_secs(10), "ready", || get(&addr, "/readyz", &[]).status == 200);
+    assert_eq!(get(&addr, "/healthz", &[]).status, 200);
+
+    // Publishing starts failing: the RSS file's place is taken by a directory (even root cannot
+    // rename over it) and a new article needs a publish.
+    std::fs::remove_file(site.path("feeds/all.rss")).expect("rm");
+    std::fs::create_dir(site.path("feeds/all.rss")).expect("mkdir");
+    std::fs::write(site.path("feeds/all.rss/keep"), b"x").expect("write");
+    site.drop_file("dua.txt", &article("dua", "Pasar ramai", "2026-11-21 10:00"));
+    let mut last = None;
+    wait_until(Duration::from_secs(30), "readyz to turn 503", || {
+        let r = get(&addr, "/readyz", &[]);
+        let stale = r.status == 503;
+        last = Some(r);
+        stale
+    });
+    let r = last.expect("response");
+    let why: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON reason");
+    assert!(why["reason"].as_str().is_some_and(|s| s.contains("publish")), "{why}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(get(&addr, "/healthz", &[]).status, 200, "alive, only not ready");
+    // The previous documents are still served meanwhile.
+    assert!(get(&addr, "/feeds/all.rss", &[]).text().contains("Banjir surut"));
+    let metrics = get(&addr, "/metrics", &[]);
+    assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = metrics.text();
+    assert!(!text.contains("siar_publish_passes_total{result=\"failed\"} 0"), "{text}");
+    assert!(text.contains("siar_ingest_files_total{outcome=\"stored\"} 2"), "{text}");
+    assert!(text.contains("siar_articles 2"), "{text}");
+    assert!(text.contains("siar_publish_age_seconds{feed=\"all\"}"), "{text}");
+    assert!(text.contains("siar_http_requests_total{feed=\"all\",status=\"200\"}"), "{text}");
+    assert!(text.contains("siar_http_response_bytes_total{feed=\"all\"}"), "{text}");
+
+    // Back to normal: the directory goes, the next publish succeeds, ready again.
+    std::fs::remove_dir_all(site.path("feeds/all.rss")).expect("rmdir");
+    wait_until(Duration::from_secs(30), "ready again", || get(&addr, "/readyz", &[]).status == 200);
+    assert!(get(&addr, "/feeds/all.rss", &[]).text().contains("Pasar ramai"));
+}
+
+#[test]
+fn metrics_can_move_to_their_own_listener_and_a_busy_port_is_a_clear_error() {
+    let site = site("\n[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n");
+    let daemon = site.spawn();
+    let (addr, metrics) = (daemon.addr(), daemon.addr_of(true));
+    assert_ne!(addr, metrics);
+    assert_eq!(get(&addr, "/metrics", &[]).status, 404);
+    let m = get(&metrics, "/metrics", &[]);
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("# TYPE siar_http_requests_total counter"));
+    assert_eq!(get(&metrics, "/feeds/all.rss", &[]).status, 404);
+    drop(daemon);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let busy = support::Site::with_config(&format!("{BASE_CONFIG}\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let out = busy.siar(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(err.contains("[server] listen") && err.contains(&port.to_string()), "{err}");
+
+    for (bad, key) in [
+        ("listen = \"localhost\"", "[server] listen"),
+        ("base_path = \"../x\"", "[server] base_path"),
+        ("cache_max_age = \"soon\"", "[server] cache_max_age"),
+    ] {
+        let s = support::Site::with_config(&format!("{BASE_CONFIG}\n[server]\n{bad}\n"));
+        let out = s.siar(&["check"]);
+        assert_eq!(out.status.code(), Some(78), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(key), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let s = support::Site::with_config(&format!("{BASE_CONFIG}\n[[feed]]\nname = \"m\"\naccess = \"key\"\n"));
+    let out = s.siar(&["check"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("siar keys new m"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn base_path_prefixes_every_route() {
+    let site = site("\n[server]\nlisten = \"127.0.0.1:0\"\nbase_path = \"/berita/\"\n");
+    site.drop_file("satu.txt", &article("satu", "Banjir surut", "2026-11-20 09:30"));
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/berita/feeds/all.atom", "Banjir surut");
+    assert_eq!(get(&addr, "/feeds/all.atom", &[]).status, 404);
+    assert_eq!(get(&addr, "/berita", &[]).status, 200);
+    assert_eq!(get(&addr, "/berita/healthz", &[]).status, 200);
+}
+
+/// newsboat, a real feed reader, reloads the served Atom feed and stores every item.
+#[test]
+fn newsboat_reads_every_item_of_the_served_feed() {
+    if std::process::Command::new("newsboat").arg("--version").output().is_err() {
+        let why = "SKIPPED: newsboat is not installed (Debian package newsboat; .ci/run installs it)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("\n*** {why} ***\n");
+        return;
+    }
+    let site = site(SERVER);
+    let titles = ["Banjir surut di Bandung", "Pasar ramai & harga stabil", "Jembatan <baru> dibuka", "Kereta cepat"];
+    for (i, t) in titles.iter().enumerate() {
+        site.drop_file(&format!("a{i}.txt"), &article(&format!("a{i}"), t, &format!("2026-11-2{i} 09:30")));
+    }
+    let daemon: Daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_served(&addr, "/feeds/all.atom", "Kereta cepat");
+    let home = site.path("newsboat");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let url = format!("http://{addr}/feeds/all.atom");
+    std::fs::write(home.join("urls"), format!("{url}\n")).expect("urls");
+    std::fs::write(home.join("config"), "").expect("config");
+    let cache = home.join("cache.db");
+    for _ in 0..2 {
+        // Twice: the second reload revalidates (304) and must keep every item.
+        let out = std::process::Command::new("newsboat")
+            .env("HOME", &home)
+            .arg("-u")
+            .arg(home.join("urls"))
+            .arg("-c")
+            .arg(&cache)
+            .arg("-C")
+            .arg(home.join("config"))
+            .arg("-x")
+            .arg("reload")
+            .output()
+            .expect("run newsboat");
+        assert!(out.status.success(), "newsboat: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nfor (t,) in c.execute('select title from rss_item where feedurl=?',(sys.argv[2],)): print(t)";
+    let out =
+        std::process::Command::new("python3").args(["-c", script]).arg(&cache).arg(&url).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = String::from_utf8_lossy(&out.stdout).into_owned();
+    for t in titles {
+        assert!(stored.lines().any(|l| l == t), "newsboat did not store {t:?}; it has:\n{stored}");
+    }
+    assert_eq!(stored.lines().count(), titles.len(), "{stored}");
+    let log = daemon.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
