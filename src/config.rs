@@ -108,6 +108,8 @@ pub struct Feed {
     /// At most this many articles of one source.
     pub per_source_limit: Option<usize>,
     pub access: Access,
+    /// RFC 5005 archive pages for articles that leave the window (public feeds only).
+    pub archive: bool,
 }
 
 /// `[fetch]`: how external feeds are polled.
@@ -261,6 +263,7 @@ struct RawFeed {
     per_source_limit: Option<i64>,
     access: Option<String>,
     keys: Option<Vec<String>>,
+    archive: Option<bool>,
 }
 
 impl Config {
@@ -440,7 +443,11 @@ impl Config {
                 sources: f.sources.clone(),
                 per_source_limit,
                 access: parse_access(f, &key).map_err(fail)?,
+                archive: f.archive.unwrap_or(true),
             });
+            if f.archive == Some(true) && f.access.as_deref() == Some("key") {
+                return Err(fail(format!("{key} archive: keyed feeds have no archive pages; remove archive = true")));
+            }
         }
 
         let fetch = parse_fetch(&raw.fetch, &site).map_err(fail)?;
@@ -646,6 +653,21 @@ impl Feed {
     /// The public URL of one of this feed's files (`ext` is rss, atom or json).
     pub fn url(&self, publish: &Publish, ext: &str) -> String {
         format!("{}{}.{ext}", publish.feeds_url, self.name)
+    }
+
+    /// The public URL of archive page `n` (1 = oldest).
+    pub fn archive_url(&self, publish: &Publish, n: u32, ext: &str) -> String {
+        format!("{}{}/archive/{n}.{ext}", publish.feeds_url, self.name)
+    }
+
+    /// Whether this feed keeps archive pages.
+    pub fn archived(&self) -> bool {
+        self.archive && self.access == Access::Public
+    }
+
+    /// Articles per archive page: the feed's limit, at most 100.
+    pub fn archive_page_size(&self) -> usize {
+        self.limit.clamp(1, 100)
     }
 }
 

@@ -248,6 +248,8 @@ async fn spawn_server(
             metrics,
             metrics_only,
             health: health.clone(),
+            output: cfg.paths.output.clone(),
+            archive_cache: Default::default(),
         })
     };
     let limits = Arc::new(serve::Limits {

@@ -528,3 +528,106 @@ fn newsboat_reads_every_item_of_the_served_feed() {
     let log = daemon.log();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// The `href` of the first `<link>` with this `rel` in an Atom document.
+fn atom_link(doc: &str, rel: &str) -> Option<String> {
+    doc.split("<link ").skip(1).find_map(|tag| {
+        let tag = &tag[..tag.find('>')?];
+        let attr = |name: &str| {
+            let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(tag[start..start + tag[start..].find('"')?].to_string())
+        };
+        (attr("rel").as_deref() == Some(rel)).then(|| attr("href")).flatten()
+    })
+}
+
+fn entry_ids(doc: &str) -> Vec<String> {
+    doc.split("<entry").skip(1).filter_map(|e| Some(e[e.find("<id>")? + 4..e.find("</id>")?].to_string())).collect()
+}
+
+/// Walks from the current Atom document back through every archive page, checking each page's
+/// links; returns every entry id seen and how many pages there were.
+fn walk_archive(addr: &str, feed: &str) -> (Vec<String>, u32) {
+    let current_url = format!("https://news.example.org/feeds/{feed}.atom");
+    let current = get(addr, &format!("/feeds/{feed}.atom"), &[]).text();
+    assert_eq!(atom_link(&current, "current"), None);
+    let mut ids = entry_ids(&current);
+    let (mut next, mut newer, mut pages) = (atom_link(&current, "prev-archive"), None::<String>, 0);
+    while let Some(url) = next {
+        let path = url.strip_prefix("https://news.example.org").expect("public URL of the site");
+        let r = get(addr, path, &[]);
+        assert_eq!(r.status, 200, "{path}");
+        let page = r.text();
+        assert_eq!(atom_link(&page, "self").as_deref(), Some(url.as_str()), "{path}");
+        assert_eq!(atom_link(&page, "current").as_deref(), Some(current_url.as_str()), "{path}");
+        assert_eq!(atom_link(&page, "next-archive"), newer, "{path}: next-archive");
+        assert!(page.contains("<fh:archive"), "{path} is marked as an archive page");
+        ids.extend(entry_ids(&page));
+        pages += 1;
+        next = atom_link(&page, "prev-archive");
+        newer = Some(url);
+    }
+    (ids, pages)
+}
+
+#[test]
+fn archives_keep_every_item_reachable_in_a_consistent_chain() {
+    let site = site(&format!("{SERVER}\n[[feed]]\nname = \"kecil\"\nlimit = 3\n"));
+    for i in 0..10 {
+        let date = format!("2026-11-{:02} 09:00", 10 + i);
+        site.drop_file(&format!("a{i}.txt"), &article(&format!("a{i}"), &format!("Kabar nomor {i}"), &date));
+    }
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_until(Duration::from_secs(30), "two archive pages", || {
+        atom_link(&get(&addr, "/feeds/kecil.atom", &[]).text(), "prev-archive").is_some_and(|u| u.ends_with("/2.atom"))
+    });
+    // Ten articles, a window of three, pages of three: two pages cut, one article waiting.
+    let (ids, pages) = walk_archive(&addr, "kecil");
+    assert_eq!((ids.len(), pages), (9, 2), "{ids:?}");
+    let page1 = get(&addr, "/feeds/kecil/archive/1.atom", &[]);
+    let page2 = get(&addr, "/feeds/kecil/archive/2.atom", &[]);
+    assert_eq!(page1.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(page2.header("cache-control"), Some("public, max-age=60"), "the newest page still gains a link");
+    assert!(site.path("feeds/kecil/archive/1.rss").is_file() && site.path("feeds/kecil/archive/1.json").is_file());
+
+    // Two newer articles push two more out: with the one waiting, a third page.
+    for i in 10..12 {
+        let date = format!("2026-11-{:02} 09:00", 10 + i);
+        site.drop_file(&format!("a{i}.txt"), &article(&format!("a{i}"), &format!("Kabar nomor {i}"), &date));
+    }
+    wait_until(Duration::from_secs(30), "a third archive page", || {
+        atom_link(&get(&addr, "/feeds/kecil.atom", &[]).text(), "prev-archive").is_some_and(|u| u.ends_with("/3.atom"))
+    });
+    let (ids, pages) = walk_archive(&addr, "kecil");
+    assert_eq!(pages, 3);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "an article on two pages: {ids:?}");
+    let mut stored: Vec<String> = site.list().iter().filter_map(|a| a["id"].as_str().map(String::from)).collect();
+    stored.sort();
+    assert_eq!(unique, stored, "current feed + archive pages = every article");
+
+    // Pages are final: page 1 byte for byte; page 2 keeps its entries and only gained next-archive.
+    assert_eq!(get(&addr, "/feeds/kecil/archive/1.atom", &[]).body, page1.body);
+    let page2_now = get(&addr, "/feeds/kecil/archive/2.atom", &[]);
+    assert_eq!(entry_ids(&page2_now.text()), entry_ids(&page2.text()));
+    assert_eq!(atom_link(&page2.text(), "next-archive"), None);
+    assert_eq!(page2_now.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    let etag = page1.header("etag").expect("etag");
+    assert_eq!(get(&addr, "/feeds/kecil/archive/1.atom", &[("If-None-Match", etag)]).status, 304);
+    let gz = get(&addr, "/feeds/kecil/archive/1.atom", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gunzip(&gz.body), page1.body);
+
+    // The RSS and JSON chains follow the same pages.
+    let rss = get(&addr, "/feeds/kecil/archive/1.rss", &[]).text();
+    assert!(rss.contains("<fh:archive") && rss.contains("rel=\"current\"") && rss.contains("archive/2.rss"), "{rss}");
+    let json = |p: &str| serde_json::from_slice::<serde_json::Value>(&get(&addr, p, &[]).body).expect("json");
+    assert_eq!(json("/feeds/kecil.json")["next_url"], "https://news.example.org/feeds/kecil/archive/3.json");
+    assert_eq!(json("/feeds/kecil/archive/3.json")["next_url"], "https://news.example.org/feeds/kecil/archive/2.json");
+    assert!(json("/feeds/kecil/archive/1.json").get("next_url").is_none());
+    for missing in ["/feeds/kecil/archive/4.atom", "/feeds/kecil/archive/0.atom", "/feeds/kecil/archive/01.atom"] {
+        assert_eq!(get(&addr, missing, &[]).status, 404, "{missing}");
+    }
+}

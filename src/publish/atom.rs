@@ -99,7 +99,27 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         ]
         .into_iter()
         .chain(doc.hubs.iter().map(|hub| Link { href: hub.to_string(), rel: "hub".into(), ..Default::default() }))
+        .chain(doc.history.iter().map(|(rel, urls)| Link {
+            href: urls.atom.clone(),
+            rel: rel.to_string(),
+            mime_type: Some("application/atom+xml".into()),
+            ..Default::default()
+        }))
         .collect(),
+        extensions: if doc.archive_page {
+            let marker = atom_syndication::extension::Extension { name: "fh:archive".into(), ..Default::default() };
+            std::collections::BTreeMap::from([(
+                "fh".to_string(),
+                std::collections::BTreeMap::from([("archive".to_string(), vec![marker])]),
+            )])
+        } else {
+            Default::default()
+        },
+        namespaces: if doc.archive_page {
+            std::collections::BTreeMap::from([("fh".to_string(), super::HISTORY_NS.to_string())])
+        } else {
+            Default::default()
+        },
         lang: Some(feed_lang.clone()),
         entries,
         ..Default::default()

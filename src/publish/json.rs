@@ -11,6 +11,9 @@ struct JsonFeed<'a> {
     title: &'a str,
     home_page_url: &'a str,
     feed_url: &'a str,
+    /// The next older page (RFC 5005 prev-archive; JSON Feed pages backwards in time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<&'a str>,
     description: &'a str,
     language: &'a str,
     authors: Vec<Author<'a>>,
@@ -114,6 +117,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         title: &doc.feed.title,
         home_page_url: doc.site.link.as_str(),
         feed_url: &doc.urls.json,
+        next_url: doc.history.iter().find(|(rel, _)| *rel == "prev-archive").map(|(_, u)| u.json.as_str()),
         description: &doc.feed.description,
         language: &doc.site.language,
         authors: vec![Author { name: &doc.site.author }],

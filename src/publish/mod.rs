@@ -2,6 +2,7 @@
 //! schedule and soon after new articles. Reads the store, writes only the output directory.
 //! Output is deterministic: the same store gives the same bytes; unchanged files are not rewritten.
 
+pub mod archive;
 mod atom;
 mod json;
 mod rss;
@@ -41,7 +42,22 @@ pub struct FeedDoc<'a> {
     pub articles: &'a [Article],
     /// WebSub hubs, linked as rel="hub".
     pub hubs: &'a [url::Url],
+    /// RFC 5005 links: `current`, `prev-archive`, `next-archive`.
+    pub history: Vec<(&'static str, Urls)>,
+    /// This document is an archive page (`fh:archive`).
+    pub archive_page: bool,
 }
+
+/// Which document of a feed is rendered: the current one (linking the newest archive page, if
+/// any) or archive page `n` (1 = oldest) with its neighbours.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct View {
+    pub page: Option<u32>,
+    pub prev: Option<u32>,
+    pub next: Option<u32>,
+}
+
+pub const HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 
 impl FeedDoc<'_> {
     /// Categories then tags, without repeats.
@@ -72,18 +88,42 @@ pub fn render(
     articles: &[Article],
     empty_updated: DateTime<Utc>,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    render_view(cfg, feed, articles, empty_updated, View::default())
+}
+
+/// As `render`, for one view of the feed.
+pub fn render_view(
+    cfg: &Config,
+    feed: &Feed,
+    articles: &[Article],
+    empty_updated: DateTime<Utc>,
+    view: View,
+) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    let urls = |f: &dyn Fn(&str) -> String| Urls { rss: f("rss"), atom: f("atom"), json: f("json") };
+    let page_urls = |n: u32| urls(&|ext| feed.archive_url(&cfg.publish, n, ext));
+    let mut history = Vec::new();
+    if view.page.is_some() {
+        history.push(("current", urls(&|ext| feed.url(&cfg.publish, ext))));
+    }
+    if let Some(p) = view.prev {
+        history.push(("prev-archive", page_urls(p)));
+    }
+    if let Some(n) = view.next {
+        history.push(("next-archive", page_urls(n)));
+    }
     let doc = FeedDoc {
         feed,
         site: &cfg.site,
         id: feed.id.clone().unwrap_or_else(|| feed.url(&cfg.publish, "atom")),
-        urls: Urls {
-            rss: feed.url(&cfg.publish, "rss"),
-            atom: feed.url(&cfg.publish, "atom"),
-            json: feed.url(&cfg.publish, "json"),
+        urls: match view.page {
+            Some(n) => page_urls(n),
+            None => urls(&|ext| feed.url(&cfg.publish, ext)),
         },
         updated: articles.iter().map(|a| a.updated).max().unwrap_or(empty_updated),
         articles,
         hubs: &cfg.hubs,
+        history,
+        archive_page: view.page.is_some(),
     };
     let n = articles.len();
     let rss = rss::render(&doc)?;
@@ -104,21 +144,23 @@ fn render_without_bad_articles(
     feed: &Feed,
     articles: Vec<Article>,
     empty_updated: DateTime<Utc>,
+    view: View,
 ) -> Result<(Docs, Vec<Article>), String> {
-    let first_error = match render(cfg, feed, &articles, empty_updated) {
+    let render = |articles: &[Article]| render_view(cfg, feed, articles, empty_updated, view);
+    let first_error = match render(&articles) {
         Ok(docs) => return Ok((docs, articles)),
         Err(e) => e,
     };
     let (good, bad): (Vec<Article>, Vec<Article>) =
-        articles.into_iter().partition(|a| render(cfg, feed, std::slice::from_ref(a), empty_updated).is_ok());
+        articles.into_iter().partition(|a| render(std::slice::from_ref(a)).is_ok());
     if bad.is_empty() {
         return Err(first_error);
     }
     for a in &bad {
-        let why = render(cfg, feed, std::slice::from_ref(a), empty_updated).err().unwrap_or_default();
+        let why = render(std::slice::from_ref(a)).err().unwrap_or_default();
         error!("feed {}: leaving out article {} ({}): {why}", feed.name, a.key, a.origin);
     }
-    render(cfg, feed, &good, empty_updated).map(|docs| (docs, good))
+    render(&good).map(|docs| (docs, good))
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +170,8 @@ pub struct Report {
     pub failed: usize,
     /// Every document rendered in this pass (for the server), changed or not.
     pub docs: Vec<Rendered>,
+    /// Archive pages per archived feed.
+    pub archive_pages: HashMap<String, u32>,
 }
 
 /// One rendered document and when its bytes last changed.
@@ -151,6 +195,8 @@ pub struct Publisher {
     published: HashMap<String, blake3::Hash>,
     /// Keyed feeds' last bytes and when they changed.
     keyed: HashMap<(String, &'static str), (blake3::Hash, std::time::SystemTime)>,
+    /// Feeds whose archive files were checked (once per process).
+    archives_checked: std::collections::HashSet<String>,
 }
 
 /// A feed's articles, newest first: the selectors, the limit and, with `per_source_limit`, at
@@ -175,8 +221,9 @@ fn select(feed: &Feed, store: &Store) -> Result<Vec<Article>, crate::store::Erro
 }
 
 /// Everything a feed's bytes depend on besides the config: which articles, in which versions.
-fn fingerprint(articles: &[Article]) -> blake3::Hash {
+fn fingerprint(articles: &[Article], archive_pages: u32) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
+    h.update(&archive_pages.to_be_bytes());
     for a in articles {
         let provenance = a.provenance.len().to_string();
         for part in [a.id.as_str(), a.digest.as_str(), &a.updated.to_rfc3339(), &a.published.to_rfc3339(), &provenance]
@@ -197,7 +244,16 @@ impl Publisher {
             let feed_started = Instant::now();
             let keyed = feed.access != Access::Public;
             let articles = select(feed, store)?;
-            let print = fingerprint(&articles);
+            let pages = if feed.archived() {
+                let verify = self.archives_checked.insert(feed.name.clone());
+                let pages = archive::update(cfg, feed, store, &articles, verify)?;
+                report.archive_pages.insert(feed.name.clone(), pages);
+                pages
+            } else {
+                0
+            };
+            let view = View { prev: (pages > 0).then_some(pages), ..View::default() };
+            let print = fingerprint(&articles, pages);
             let paths = FORMATS.map(|ext| cfg.paths.output.join(format!("{}.{ext}", feed.name)));
             if keyed {
                 remove_public_copies(&feed.name, &paths);
@@ -207,7 +263,7 @@ impl Publisher {
                 crate::metrics::get().published(&feed.name, feed_started.elapsed(), articles.len());
                 continue;
             }
-            let (docs, articles) = match render_without_bad_articles(cfg, feed, articles, store.created()) {
+            let (docs, articles) = match render_without_bad_articles(cfg, feed, articles, store.created(), view) {
                 Ok(d) => d,
                 Err(e) => {
                     report.failed += 3;
@@ -301,7 +357,7 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
             })
             .collect();
         if let Some(shelf) = &outlets.shelf {
-            shelf.update(&cfg, std::mem::take(&mut report.docs));
+            shelf.update(&cfg, std::mem::take(&mut report.docs), &report.archive_pages);
         }
         if let Some(tx) = &outlets.websub
             && !changed.is_empty()
@@ -366,8 +422,8 @@ mod tests {
         // An author of only control characters is empty once rendered: the gate refuses it.
         let articles = vec![article("a", "Ani"), article("b", "\u{1}"), article("c", "Cici")];
         assert!(render(&cfg, &cfg.feeds[0], &articles, Utc::now()).is_err());
-        let (docs, kept) =
-            render_without_bad_articles(&cfg, &cfg.feeds[0], articles, Utc::now()).expect("rest published");
+        let (docs, kept) = render_without_bad_articles(&cfg, &cfg.feeds[0], articles, Utc::now(), View::default())
+            .expect("rest published");
         assert_eq!(kept.iter().map(|a| a.slug.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(docs.len(), 3);
     }

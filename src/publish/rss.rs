@@ -50,11 +50,26 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         attrs: BTreeMap::from([("href".to_string(), hub.to_string()), ("rel".to_string(), "hub".to_string())]),
         ..Default::default()
     });
+    let history_links = doc.history.iter().map(|(rel, urls)| Extension {
+        name: "atom:link".into(),
+        attrs: BTreeMap::from([
+            ("href".to_string(), urls.rss.clone()),
+            ("rel".to_string(), rel.to_string()),
+            ("type".to_string(), "application/rss+xml".to_string()),
+        ]),
+        ..Default::default()
+    });
     let mut extensions = ExtensionMap::default();
     extensions
         .entry("atom".into())
         .or_default()
-        .insert("link".into(), std::iter::once(self_link).chain(hub_links).collect());
+        .insert("link".into(), std::iter::once(self_link).chain(hub_links).chain(history_links).collect());
+    let mut namespaces = BTreeMap::from([("atom".to_string(), "http://www.w3.org/2005/Atom".to_string())]);
+    if doc.archive_page {
+        let marker = Extension { name: "fh:archive".into(), ..Default::default() };
+        extensions.entry("fh".into()).or_default().insert("archive".into(), vec![marker]);
+        namespaces.insert("fh".into(), super::HISTORY_NS.into());
+    }
     let channel = Channel {
         title: strip_forbidden(&doc.feed.title).into_owned(),
         link: doc.site.link.to_string(),
@@ -65,7 +80,7 @@ pub fn render(doc: &FeedDoc) -> Result<Vec<u8>, String> {
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         items: items.collect(),
         extensions,
-        namespaces: BTreeMap::from([("atom".to_string(), "http://www.w3.org/2005/Atom".to_string())]),
+        namespaces,
         ..Default::default()
     };
     let out = channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| format!("RSS writer: {e}"))?;

@@ -2,6 +2,7 @@
 //! from a request ever becomes a file path (archive pages are named by number only), so `..`,
 //! encoded slashes and friends simply match nothing.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,7 +32,16 @@ pub struct Ctx {
     /// Only `/metrics` (the `metrics_listen` listener).
     pub metrics_only: bool,
     pub health: Arc<Health>,
+    /// The output directory (archive pages are read from it).
+    pub output: PathBuf,
+    /// Archive pages read and compressed recently: path -> (mtime, length, document).
+    pub archive_cache: std::sync::Mutex<ArchiveCache>,
 }
+
+pub type ArchiveCache = HashMap<PathBuf, (SystemTime, u64, Arc<Doc>)>;
+
+/// Archive pages kept compressed in memory (a full cache drops an arbitrary entry).
+const ARCHIVE_CACHE: usize = 32;
 
 /// What `/readyz` and `/metrics` read.
 pub struct Health {
@@ -48,6 +58,7 @@ enum Route<'a> {
     Readyz,
     Metrics,
     Feed(&'a str, usize),
+    Archive(&'a str, u32, usize),
 }
 
 fn route<'a>(path: &'a str, ctx: &Ctx) -> Option<Route<'a>> {
@@ -64,11 +75,15 @@ fn route<'a>(path: &'a str, ctx: &Ctx) -> Option<Route<'a>> {
         "metrics" if ctx.metrics => Some(Route::Metrics),
         _ => {
             let file = rest.strip_prefix("feeds/")?;
-            let (name, ext) = file.rsplit_once('.')?;
-            if !crate::config::is_feed_name(name) {
-                return None;
+            let (stem, ext) = file.rsplit_once('.')?;
+            let ext = ext_index(ext)?;
+            if let Some((name, page)) = stem.split_once("/archive/") {
+                let digits_ok = !page.is_empty() && !page.starts_with('0') && page.bytes().all(|b| b.is_ascii_digit());
+                return (crate::config::is_feed_name(name) && digits_ok)
+                    .then(|| page.parse().ok().map(|n| Route::Archive(name, n, ext)))
+                    .flatten();
             }
-            Some(Route::Feed(name, ext_index(ext)?))
+            crate::config::is_feed_name(stem).then_some(Route::Feed(stem, ext))
         }
     }
 }
@@ -119,6 +134,7 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
             r
         }
         Route::Feed(name, i) => feed(&snapshot, name, i, &req, &ctx),
+        Route::Archive(name, n, i) => archive(&snapshot, name, n, i, &req, &ctx).await,
     };
     if head { strip_body(response) } else { response }
 }
@@ -165,6 +181,72 @@ fn feed<B>(snapshot: &super::shelf::Snapshot, name: &str, i: usize, req: &Reques
         r.headers_mut().insert(header::LINK, link.clone());
     }
     r
+}
+
+/// An archive page: public feeds only, numbers that exist only, read from the output directory
+/// without following symlinks. Every page but the newest is final: cacheable for a year.
+async fn archive<B>(
+    snapshot: &super::shelf::Snapshot,
+    name: &str,
+    n: u32,
+    i: usize,
+    req: &Request<B>,
+    ctx: &Arc<Ctx>,
+) -> Response<Body> {
+    let Some(entry) =
+        snapshot.feeds.get(name).filter(|e| e.access == Access::Public && (1..=e.archive_pages).contains(&n))
+    else {
+        crate::metrics::get().request("archive", 404);
+        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+    };
+    let ext = crate::publish::FORMATS[i];
+    let dir = ctx.output.join(name);
+    let path = dir.join("archive").join(format!("{n}.{ext}"));
+    let c = ctx.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_archive(&c, &dir, &path, ext)).await;
+    let Ok(Ok(doc)) = loaded else {
+        crate::metrics::get().request("archive", 404);
+        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+    };
+    let forever = HeaderValue::from_static("public, max-age=31536000, immutable");
+    let cache_control = if n < entry.archive_pages { &forever } else { &ctx.cache_control };
+    let r = representation(&doc, req.headers(), cache_control);
+    crate::metrics::get().request("archive", r.status().as_u16());
+    r
+}
+
+fn load_archive(ctx: &Ctx, dir: &std::path::Path, path: &std::path::Path, ext: &str) -> std::io::Result<Arc<Doc>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for d in [dir.to_path_buf(), dir.join("archive")] {
+        if !std::fs::symlink_metadata(&d)?.is_dir() {
+            return Err(std::io::Error::other("not a directory"));
+        }
+    }
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a file"));
+    }
+    let modified = meta.modified()?;
+    let cache = ctx.archive_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((m, len, doc)) = cache.get(path)
+        && *m == modified
+        && *len == meta.len()
+    {
+        return Ok(doc.clone());
+    }
+    drop(cache);
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    let doc = Arc::new(Doc::new(bytes, modified, super::shelf::content_type(ext)));
+    let mut cache = ctx.archive_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= ARCHIVE_CACHE
+        && let Some(k) = cache.keys().next().cloned()
+    {
+        cache.remove(&k);
+    }
+    cache.insert(path.to_path_buf(), (modified, meta.len(), doc.clone()));
+    Ok(doc)
 }
 
 fn static_doc<B>(doc: Option<&Doc>, route: &'static str, req: &Request<B>, ctx: &Ctx) -> Response<Body> {

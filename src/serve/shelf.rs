@@ -111,6 +111,8 @@ pub struct FeedEntry {
     pub counters: Arc<FeedCounters>,
     /// `Link:` header: the hubs and the document's own URL, per format.
     pub links: [Option<HeaderValue>; 3],
+    /// Archive pages published (RFC 5005), 0 when none.
+    pub archive_pages: u32,
 }
 
 #[derive(Default)]
@@ -132,7 +134,7 @@ impl Shelf {
 
     /// Builds the next snapshot from the config, the documents just rendered and, for documents
     /// not rendered this time, the current ones; then swaps it in.
-    pub fn update(&self, cfg: &Config, rendered: Vec<Rendered>) {
+    pub fn update(&self, cfg: &Config, rendered: Vec<Rendered>, archive_pages: &HashMap<String, u32>) {
         let old = self.snapshot();
         let mut fresh: HashMap<(String, &'static str), Rendered> =
             rendered.into_iter().map(|r| ((r.feed.clone(), r.ext), r)).collect();
@@ -160,8 +162,15 @@ impl Shelf {
                 parts.push(format!("<{}>; rel=\"self\"", feed.url(&cfg.publish, ext)));
                 HeaderValue::from_str(&parts.join(", ")).ok()
             });
-            let entry =
-                FeedEntry { docs, access: feed.access.clone(), counters: metrics::get().feed(&feed.name), links };
+            let archive_pages =
+                archive_pages.get(&feed.name).copied().or_else(|| previous.map(|p| p.archive_pages)).unwrap_or(0);
+            let entry = FeedEntry {
+                docs,
+                access: feed.access.clone(),
+                counters: metrics::get().feed(&feed.name),
+                links,
+                archive_pages,
+            };
             next.feeds.insert(feed.name.clone(), entry);
         }
         let now = SystemTime::now();

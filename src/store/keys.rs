@@ -23,6 +23,30 @@ pub fn by_source(source: &str, published: &DateTime<FixedOffset>, key: &str) -> 
     k
 }
 
+fn archive_key(feed: &str, kind: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(feed.len() + kind.len() + rest.len() + 2);
+    k.extend_from_slice(feed.as_bytes());
+    k.push(0);
+    k.extend_from_slice(kind.as_bytes());
+    if !rest.is_empty() {
+        k.push(0);
+        k.extend_from_slice(rest);
+    }
+    k
+}
+
+pub fn archive_state(feed: &str) -> Vec<u8> {
+    archive_key(feed, "state", &[])
+}
+
+pub fn archive_page(feed: &str, n: u32) -> Vec<u8> {
+    archive_key(feed, "page", &n.to_be_bytes())
+}
+
+pub fn archived(feed: &str, key: &str) -> Vec<u8> {
+    archive_key(feed, "key", key.as_bytes())
+}
+
 pub fn by_source_prefix(source: &str) -> Vec<u8> {
     let mut k = source.as_bytes().to_vec();
     k.push(0);

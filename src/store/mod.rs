@@ -261,6 +261,18 @@ pub struct Store {
     pruned: Tree,
     by_source: Tree,
     sources: Tree,
+    /// RFC 5005 archive pages per feed: `<feed>\0state` -> ArchiveState, `<feed>\0page\0<n BE>`
+    /// -> the page's keys, `<feed>\0key\0<key>` -> the page holding the article.
+    archives: Tree,
+}
+
+/// Where a feed's archive stands: the window last published, the articles waiting for a page
+/// (with when they started waiting, ms), how many pages exist.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveState {
+    pub window: Vec<String>,
+    pub pending: Vec<(String, i64)>,
+    pub pages: u32,
 }
 
 impl Store {
@@ -313,6 +325,7 @@ impl Store {
             pruned: tree("pruned")?,
             by_source: tree("by_source")?,
             sources: tree("sources")?,
+            archives: tree("archives")?,
             path: path.to_path_buf(),
             db,
         };
@@ -469,20 +482,46 @@ impl Store {
     /// loading only what `keep` accepts, up to `limit`. Memory is bounded by `limit`, not the store.
     pub fn newest(&self, limit: usize, mut keep: impl FnMut(&Article) -> bool) -> Result<Vec<Article>, Error> {
         let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.by_date.iter().keys().rev() {
-            if out.len() >= limit {
-                break;
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.walk_newest(|a| {
+            if keep(&a) {
+                out.push(a);
             }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Keys of the newest `limit` articles that `keep` accepts (articles are not held).
+    pub fn newest_keys(&self, limit: usize, mut keep: impl FnMut(&Article) -> bool) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.walk_newest(|a| {
+            if keep(&a) {
+                out.push(a.key);
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Articles newest first, until `more` says stop.
+    fn walk_newest(&self, mut more: impl FnMut(Article) -> bool) -> Result<(), Error> {
+        for item in self.by_date.iter().keys().rev() {
             let k = item.map_err(|e| self.err(e))?;
             let key = keys::key_of_by_date(&k).ok_or_else(|| self.corrupt("a by_date key is not UTF-8"))?;
             let Some(article) = self.get(key)? else {
                 return Err(self.corrupt(format!("by_date names {key}, which is not stored")));
             };
-            if keep(&article) {
-                out.push(article);
+            if !more(article) {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -587,6 +626,42 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.articles.is_empty()
+    }
+
+    pub fn archive_state(&self, feed: &str) -> Result<ArchiveState, Error> {
+        match self.archives.get(keys::archive_state(feed)).map_err(|e| self.err(e))? {
+            None => Ok(ArchiveState::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),
+        }
+    }
+
+    pub fn put_archive_state(&self, feed: &str, state: &ArchiveState) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(state).map_err(|e| self.corrupt(e))?;
+        self.archives.insert(keys::archive_state(feed), bytes).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records page `n` of a feed's archive and marks its articles as archived.
+    pub fn put_archive_page(&self, feed: &str, n: u32, page: &[String]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(page).map_err(|e| self.corrupt(e))?;
+        self.archives.insert(keys::archive_page(feed, n), bytes).map_err(|e| self.err(e))?;
+        for k in page {
+            self.archives.insert(keys::archived(feed, k), &n.to_be_bytes()).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<String>>, Error> {
+        match self.archives.get(keys::archive_page(feed, n)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}")))
+            }
+        }
+    }
+
+    pub fn is_archived(&self, feed: &str, key: &str) -> Result<bool, Error> {
+        self.archives.contains_key(keys::archived(feed, key)).map_err(|e| self.err(e))
     }
 }
 

@@ -1,0 +1,154 @@
+//! RFC 5005 archived feeds: articles that leave a feed's newest-N window are kept reachable in
+//! numbered archive pages (1 = oldest) under `<output>/<feed>/archive/<n>.rss|.atom|.json`,
+//! chained by `prev-archive` / `next-archive` and pointing at `current`. A page's articles never
+//! change once it is cut; the newest page gains its `next-archive` link when the next is cut.
+//!
+//! Articles waiting for a page (left the window, or older than it when they arrived) are cut into
+//! a page once there are a page's worth, or once the oldest has waited an hour.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use tracing::{error, info};
+
+use super::{View, render_without_bad_articles, selects, write};
+use crate::article::Article;
+use crate::config::{Config, Feed};
+use crate::store::Store;
+
+/// A partial page is cut once its oldest article has waited this long.
+pub const PARTIAL_AFTER_MS: i64 = 3_600_000;
+/// How far past the window a changed window looks for articles to archive.
+const DEPTH: usize = 1000;
+
+pub fn page_path(cfg: &Config, feed: &str, n: u32, ext: &str) -> PathBuf {
+    cfg.paths.output.join(feed).join("archive").join(format!("{n}.{ext}"))
+}
+
+/// Brings a feed's archive up to date with the window just selected; returns how many pages
+/// exist. `verify`: re-create page files that are missing (the output directory was wiped).
+pub fn update(
+    cfg: &Config,
+    feed: &Feed,
+    store: &Store,
+    window: &[Article],
+    verify: bool,
+) -> Result<u32, crate::store::Error> {
+    let mut st = store.archive_state(&feed.name)?;
+    let before = st.clone();
+    let now = Utc::now().timestamp_millis();
+    if verify {
+        restore_missing(cfg, feed, store, st.pages)?;
+    }
+    let keys: Vec<String> = window.iter().map(|a| a.key.clone()).collect();
+    if st.window != keys {
+        let in_window: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let first = st.window.is_empty() && st.pages == 0 && st.pending.is_empty();
+        let depth = if first { usize::MAX } else { feed.limit + DEPTH };
+        let waiting: HashSet<String> = st.pending.iter().map(|(k, _)| k.clone()).collect();
+        let candidates = store.newest_keys(depth, |a| selects(feed, a))?;
+        let mut fresh = Vec::new();
+        for key in candidates.into_iter().rev() {
+            if in_window.contains(key.as_str()) || waiting.contains(&key) || store.is_archived(&feed.name, &key)? {
+                continue;
+            }
+            fresh.push((key, now));
+        }
+        st.pending.retain(|(k, _)| !in_window.contains(k.as_str()));
+        st.pending.extend(fresh);
+        st.window = keys;
+    }
+    let size = feed.archive_page_size();
+    while due(&st.pending, size, now) {
+        let take = size.min(st.pending.len());
+        let page: Vec<String> = st.pending[..take].iter().map(|(k, _)| k.clone()).collect();
+        let articles = load(store, &page)?;
+        if articles.is_empty() {
+            st.pending.drain(..take);
+            continue;
+        }
+        let n = st.pages + 1;
+        if !write_page(cfg, feed, store, n, &articles, None) {
+            break;
+        }
+        let kept: Vec<String> = articles.iter().map(|a| a.key.clone()).collect();
+        store.put_archive_page(&feed.name, n, &kept)?;
+        if n > 1 {
+            let older = load(store, &store.archive_page(&feed.name, n - 1)?.unwrap_or_default())?;
+            write_page(cfg, feed, store, n - 1, &older, Some(n));
+        }
+        st.pages = n;
+        st.pending.drain(..take);
+        info!("feed {}: archive page {n} holds {} articles", feed.name, kept.len());
+    }
+    if st != before {
+        store.put_archive_state(&feed.name, &st)?;
+    }
+    Ok(st.pages)
+}
+
+/// Whether a page should be cut now: a page's worth waiting, or the oldest waited long enough.
+fn due(pending: &[(String, i64)], size: usize, now: i64) -> bool {
+    !pending.is_empty() && (pending.len() >= size || now - pending[0].1 >= PARTIAL_AFTER_MS)
+}
+
+/// The articles still stored among `keys`, newest first (as in every feed document).
+fn load(store: &Store, keys: &[String]) -> Result<Vec<Article>, crate::store::Error> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(a) = store.get(k)? {
+            out.push(a);
+        }
+    }
+    out.sort_by(|a, b| b.published.cmp(&a.published).then_with(|| b.key.cmp(&a.key)));
+    Ok(out)
+}
+
+fn write_page(cfg: &Config, feed: &Feed, store: &Store, n: u32, articles: &[Article], next: Option<u32>) -> bool {
+    let view = View { page: Some(n), prev: (n > 1).then(|| n - 1), next };
+    let docs = match render_without_bad_articles(cfg, feed, articles.to_vec(), store.created(), view) {
+        Ok((docs, _)) => docs,
+        Err(e) => {
+            error!("feed {}: archive page {n} cannot be rendered: {e}", feed.name);
+            return false;
+        }
+    };
+    for (ext, bytes) in docs {
+        let path = page_path(cfg, &feed.name, n, ext);
+        let written =
+            path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| write::write_if_changed(&path, &bytes));
+        if let Err(e) = written {
+            error!("cannot write {}: {e}; the archive waits for the next publish", path.display());
+            return false;
+        }
+    }
+    true
+}
+
+fn restore_missing(cfg: &Config, feed: &Feed, store: &Store, pages: u32) -> Result<(), crate::store::Error> {
+    for n in 1..=pages {
+        if super::FORMATS.iter().all(|ext| page_path(cfg, &feed.name, n, ext).exists()) {
+            continue;
+        }
+        let articles = load(store, &store.archive_page(&feed.name, n)?.unwrap_or_default())?;
+        if write_page(cfg, feed, store, n, &articles, (n < pages).then(|| n + 1)) {
+            info!("feed {}: archive page {n} was missing; written again", feed.name);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_cut_when_full_or_when_the_oldest_waited_an_hour() {
+        let p = |n: usize, at: i64| (0..n).map(|i| (format!("k{i}"), at)).collect::<Vec<_>>();
+        assert!(!due(&[], 3, 0));
+        assert!(!due(&p(2, 0), 3, PARTIAL_AFTER_MS - 1));
+        assert!(due(&p(2, 0), 3, PARTIAL_AFTER_MS));
+        assert!(due(&p(3, 0), 3, 0));
+    }
+}
