@@ -208,13 +208,22 @@ fn check(cfg: &Config) -> Result<(), Failure> {
             select.push(format!("at most {n} per source"));
         }
         let select = if select.is_empty() { "all articles".to_string() } else { select.join("; ") };
-        out += &format!("  {} \"{}\": newest {} of {select}\n", f.name, f.title, f.limit);
+        let access = match &f.access {
+            siar::config::Access::Public if f.archived() => {
+                format!("public, archive pages of {}", f.archive_page_size())
+            }
+            siar::config::Access::Public => "public, no archive".to_string(),
+            siar::config::Access::Key(k) => format!("keyed ({} keys), served only by the built-in server", k.len()),
+        };
+        out += &format!("  {} \"{}\": newest {} of {select}; {access}\n", f.name, f.title, f.limit);
         for ext in siar::publish::FORMATS {
-            out += &format!(
-                "    {} -> {}\n",
-                cfg.paths.output.join(format!("{}.{ext}", f.name)).display(),
-                f.url(&cfg.publish, ext)
-            );
+            match &f.access {
+                siar::config::Access::Public => {
+                    let file = cfg.paths.output.join(format!("{}.{ext}", f.name));
+                    out += &format!("    {} -> {}\n", file.display(), f.url(&cfg.publish, ext));
+                }
+                siar::config::Access::Key(_) => out += &format!("    {}\n", f.url(&cfg.publish, ext)),
+            }
         }
     }
     let f = &cfg.fetch;
@@ -259,6 +268,25 @@ fn check(cfg: &Config) -> Result<(), Failure> {
         }
         let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
         out += &format!("  {} <{}> {when}{extra}\n", s.name, s.url);
+    }
+    match &cfg.server {
+        Some(sv) => {
+            out += &format!(
+                "server: {} under {}, max-age {:?}, header timeout {:?}, keep-alive {:?}, {} connections at most; /metrics {}\n",
+                sv.listen,
+                sv.base_path,
+                sv.cache_max_age,
+                sv.header_timeout,
+                sv.keep_alive,
+                sv.max_connections,
+                sv.metrics_listen.map_or("on the same address".to_string(), |a| format!("on {a}"))
+            );
+        }
+        None => out += "server: off (no [server] table); serve the output directory with another server\n",
+    }
+    if !cfg.hubs.is_empty() {
+        let hubs: Vec<&str> = cfg.hubs.iter().map(|h| h.as_str()).collect();
+        out += &format!("websub hubs: {}\n", hubs.join(", "));
     }
     let sched = &cfg.publish.schedule;
     out += &format!(

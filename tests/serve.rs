@@ -631,3 +631,80 @@ fn archives_keep_every_item_reachable_in_a_consistent_chain() {
         assert_eq!(get(&addr, missing, &[]).status, 404, "{missing}");
     }
 }
+
+/// Reads one response (head, then exactly Content-Length bytes unless `head_only`) from a
+/// keep-alive connection.
+fn read_response(s: &mut TcpStream, head_only: bool, chunk: usize, pause: Duration) -> Resp {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read head"), 1, "connection closed mid-head");
+        raw.push(byte[0]);
+    }
+    let mut r = support::parse_response(&raw);
+    let len: usize = r.header("content-length").and_then(|v| v.parse().ok()).expect("Content-Length");
+    if !head_only {
+        let mut buf = vec![0u8; chunk];
+        while r.body.len() < len {
+            let want = chunk.min(len - r.body.len());
+            let n = s.read(&mut buf[..want]).expect("read body");
+            assert!(n > 0, "connection closed mid-body");
+            r.body.extend_from_slice(&buf[..n]);
+            std::thread::sleep(pause);
+        }
+    }
+    r
+}
+
+#[test]
+fn large_documents_arrive_whole_in_every_encoding_over_one_connection() {
+    let site = site(SERVER);
+    // Varied words, so even the compressed forms are large (bodies over 16 KiB go by sendfile).
+    let words =
+        ["banjir", "pasar", "harga", "warga", "kota", "jalan", "sekolah", "rumah", "sakit", "kereta", "bandara"];
+    let mut seed = 7u64;
+    for i in 0..40 {
+        let mut body = String::new();
+        for _ in 0..400 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            body += words[(seed >> 33) as usize % words.len()];
+            body += if (seed >> 20).is_multiple_of(9) { ". " } else { " " };
+            body += &((seed >> 40) % 1000).to_string();
+            body.push(' ');
+        }
+        let text = format!("Title: Laporan {i}\nDate: 2026-11-{:02} 08:00\nSlug: laporan-{i}\n\n{body}\n", 1 + i % 27);
+        site.drop_file(&format!("l{i}.txt"), text.as_bytes());
+    }
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    let full = wait_served(&addr, "/feeds/all.atom", "Laporan 39");
+    let file = std::fs::read(site.path("feeds/all.atom")).expect("file");
+    assert_eq!(full.body, file);
+    assert!(file.len() > 200_000, "{}", file.len());
+
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    for round in 0..3 {
+        for (enc, head) in [("identity", false), ("gzip", false), ("br", false), ("gzip", true), ("identity", false)] {
+            let method = if head { "HEAD" } else { "GET" };
+            let req = format!("{method} /feeds/all.atom HTTP/1.1\r\nHost: a\r\nAccept-Encoding: {enc}\r\n\r\n");
+            s.write_all(req.as_bytes()).expect("send");
+            // The last round reads slowly, in small pieces, so sends are partial.
+            let (chunk, pause) = if round == 2 { (4096, Duration::from_millis(1)) } else { (65536, Duration::ZERO) };
+            let r = read_response(&mut s, head, chunk, pause);
+            assert_eq!(r.status, 200, "{method} {enc}");
+            if head {
+                continue;
+            }
+            let body = match enc {
+                "gzip" => gunzip(&r.body),
+                "br" => unbrotli(&r.body),
+                _ => r.body.clone(),
+            };
+            assert_eq!(body, file, "round {round}: {enc} body differs");
+            if enc != "identity" {
+                assert!(r.body.len() > 16 * 1024, "{enc}: {} bytes", r.body.len());
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@
 pub mod pages;
 pub mod respond;
 pub mod shelf;
+mod zerocopy;
 
 use std::io;
 use std::net::SocketAddr;
@@ -194,10 +195,54 @@ impl Deadlines {
     }
 }
 
+impl Deadlines {
+    /// Writes `bufs`, sending any slice that lies in a registered body with sendfile: slices
+    /// before it go first (marked MSG_MORE, so the head and the body share packets), then the body.
+    fn poll_send(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let found = bufs.iter().enumerate().find_map(|(i, b)| zerocopy::lookup(b.as_ptr(), b.len()).map(|z| (i, z)));
+        let Some((i, (file, offset))) = found else {
+            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            return self.check_write(cx, r);
+        };
+        loop {
+            let r = match Pin::new(&mut self.inner).poll_write_ready(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let sock = &self.inner;
+                    let sent = self.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                        if i > 0 {
+                            send_more(sock, &bufs[..i])
+                        } else {
+                            zerocopy::sendfile(sock, &file, offset, bufs[0].len())
+                        }
+                    });
+                    match sent {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => Poll::Ready(other),
+                    }
+                }
+            };
+            return self.check_write(cx, r);
+        }
+    }
+}
+
+/// sendmsg(2) with MSG_MORE: more (the body) follows at once.
+fn send_more(sock: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: msghdr is plain data; IoSlice is ABI-compatible with iovec on Unix.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: a valid socket and message; the result is checked.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
 impl AsyncWrite for Deadlines {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check_write(cx, r)
+        self.poll_send(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -205,8 +250,7 @@ impl AsyncWrite for Deadlines {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.check_write(cx, r)
+        self.poll_send(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -25,6 +25,8 @@ pub struct Doc {
     pub modified: SystemTime,
     pub last_modified: HeaderValue,
     pub content_type: HeaderValue,
+    /// The bodies' sendfile registrations (dropped with the document).
+    _sendfile: [Option<super::zerocopy::Registered>; 3],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -54,7 +56,9 @@ impl Doc {
         let secs = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let modified = UNIX_EPOCH + Duration::from_secs(secs);
         let value = |v: String| HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("\"x\""));
+        let register = |b: Option<&Bytes>| b.and_then(|b| super::zerocopy::register(b));
         Doc {
+            _sendfile: [register(Some(&identity)), register(gzip.as_ref()), register(br.as_ref())],
             etags: [value(format!("\"{tag}\"")), value(format!("\"{tag}-gz\"")), value(format!("\"{tag}-br\""))],
             last_modified: value(httpdate::fmt_http_date(modified)),
             content_type: HeaderValue::from_static(content_type),
