@@ -95,8 +95,10 @@ fn feeds_are_served_with_types_validators_and_compression() {
     assert_eq!(get(&addr, "/feeds/all.atom", &[("If-None-Match", "\"stale\"")]).status, 200);
     // If-Modified-Since: not modified since then -> 304; since before -> 200.
     assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &lm)]).status, 304);
-    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(3600));
-    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &later)]).status, 304);
+    // A date in the future is not a valid validator: ignored. So is garbage.
+    let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &future)]).status, 200);
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-Modified-Since", "yesterday")]).status, 200);
     let earlier = httpdate::fmt_http_date(lm_time - Duration::from_secs(1));
     let r = get(&addr, "/feeds/all.atom", &[("If-Modified-Since", &earlier)]);
     assert_eq!((r.status, r.body.len()), (200, full.body.len()));
@@ -149,7 +151,7 @@ fn only_get_and_head_and_nothing_outside_the_feeds() {
     let addr = daemon.addr();
     wait_served(&addr, "/feeds/all.rss", "Banjir surut");
 
-    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "FOO"] {
         let r = http(&addr, method, "/feeds/all.rss", &[("Content-Length", "0")]);
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
@@ -173,13 +175,44 @@ fn only_get_and_head_and_nothing_outside_the_feeds() {
         "/siar.toml",
         "/state/db",
         "/feeds/all.rss%00.atom",
+        "/%252e%252e/siar.toml",
+        "/feeds/%252e%252e/siar.toml",
+        "/feeds/..%5csiar.toml",
+        "/feeds/%c0%ae%c0%ae/siar.toml",
+        "//siar.toml",
+        "//feeds/all.rss",
+        "/feeds/..;/siar.toml",
+        "/feeds/all.rss;.atom",
+        "/feeds/all/archive/../../siar.toml",
+        "/feeds/all/archive/1.atom",
+        "/feeds/all/archive/-1.atom",
+        "/feeds/all/archive/99999999999999999999.atom",
+        "http://evil.example/siar.toml",
+        "/feeds/%u002e%u002e/siar.toml",
     ] {
         let r = get(&addr, target, &[]);
         assert_eq!(r.status, 404, "{target}");
         assert!(!r.text().contains("[site]") && !r.text().contains(&secret[..40]), "{target} leaked the config");
     }
-    // Query strings (cache busters) do not change what a public feed is.
+    // Query strings (cache busters) do not change what a public feed is; an absolute-form target
+    // is read for its path (RFC 9112 §3.2.2).
     assert_eq!(get(&addr, "/feeds/all.rss?t=123", &[]).status, 200);
+    assert_eq!(get(&addr, "http://evil.example/feeds/all.rss", &[]).status, 200);
+
+    // HTTP/1.1 without Host is malformed; HTTP/1.0 needs none.
+    let raw = |req: &str| {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(req.as_bytes()).expect("send");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        support::parse_response(&out)
+    };
+    assert_eq!(raw("GET /feeds/all.rss HTTP/1.1\r\nConnection: close\r\n\r\n").status, 400);
+    let r = raw("GET /feeds/all.rss HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.text().contains("Banjir surut")), (200, true));
+    let r = raw("HEAD /feeds/all.rss HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 0));
 
     // Oversized request heads are refused, and the server stays up.
     let big = "x".repeat(20_000);
@@ -215,6 +248,32 @@ fn slow_clients_are_cut_off_and_idle_connections_closed_after_keep_alive() {
     let started = Instant::now();
     let _ = s.read_to_end(&mut buf);
     assert!(started.elapsed() < Duration::from_secs(3), "silent connection kept {:?}", started.elapsed());
+
+    // Slowloris: 200 connections trickling header bytes; a normal client is still served at
+    // once, the trickles are cut at the header timeout and the descriptors come back.
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).map(|d| d.count()).unwrap_or(0);
+    let baseline = fds();
+    let mut slow: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    while started.elapsed() < Duration::from_millis(1500) {
+        for s in &mut slow {
+            let _ = s.write_all(b"G");
+        }
+        let t = Instant::now();
+        assert_eq!(get(&addr, "/feeds/all.rss", &[]).status, 200);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(worst < Duration::from_secs(1), "a normal request took {worst:?} among slow clients");
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut b = [0u8; 64];
+        let closed = matches!(s.read(&mut b), Ok(0) | Err(_)) || s.read(&mut b).is_ok_and(|n| n == 0);
+        assert!(closed, "a trickling connection outlived the header timeout");
+    }
+    drop(slow);
+    wait_until(Duration::from_secs(5), "descriptors back to the baseline", || fds() <= baseline + 2);
 
     // Keep-alive: idle longer than the header timeout is fine; past keep_alive it is closed.
     let mut s = TcpStream::connect(&addr).expect("connect");

@@ -219,6 +219,13 @@ impl Deadlines {
                     });
                     match sent {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        // A seccomp filter or an odd kernel refusing sendfile: copy from now on.
+                        Err(e) if zerocopy::unsupported(&e) => {
+                            warn!("sendfile is not available ({e}); sending bodies by copying them");
+                            zerocopy::disable();
+                            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+                            return self.check_write(cx, r);
+                        }
                         other => Poll::Ready(other),
                     }
                 }

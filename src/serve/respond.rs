@@ -94,6 +94,11 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
         crate::metrics::get().request("other", 404);
         return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
     };
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed.
+    if req.version() == hyper::Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        crate::metrics::get().request("other", 400);
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: HTTP/1.1 needs a Host header\n");
+    }
     let head = req.method() == Method::HEAD;
     if !head && req.method() != Method::GET {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed: only GET and HEAD\n");
@@ -265,11 +270,12 @@ fn representation(doc: &Doc, headers: &HeaderMap, cache_control: &HeaderValue) -
     let (enc, body) = doc.body(negotiate(headers.get(header::ACCEPT_ENCODING)));
     let fresh = match headers.get(header::IF_NONE_MATCH) {
         Some(v) => v.to_str().is_ok_and(|v| none_match(v, &doc.tag)),
+        // A date that does not parse, or lies in the future, is ignored (RFC 9110 §13.1.3).
         None => headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since: SystemTime| doc.modified <= since),
+            .is_some_and(|since: SystemTime| doc.modified <= since && since <= SystemTime::now()),
     };
     let mut r = if fresh {
         let mut r = Response::new(Full::new(Bytes::new()));

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Bodies smaller than this are written the ordinary way.
@@ -57,8 +58,23 @@ pub fn register(bytes: &[u8]) -> Option<Registered> {
     Some(Registered { start })
 }
 
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// sendfile failed in a way that will not go away (seccomp, kernel): stop using it.
+pub fn disable() {
+    DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Errors that mean sendfile cannot be used here at all (not a closed or slow socket).
+pub fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP))
+}
+
 /// The memfd and offset holding the bytes at `ptr..ptr + len`, when they lie in a registered body.
 pub fn lookup(ptr: *const u8, len: usize) -> Option<(Arc<OwnedFd>, usize)> {
+    if DISABLED.load(Ordering::Relaxed) {
+        return None;
+    }
     let at = ptr as usize;
     let map = ranges().read().unwrap_or_else(PoisonError::into_inner);
     let (&start, (size, fd)) = map.range(..=at).next_back()?;
