@@ -766,4 +766,49 @@ fn large_documents_arrive_whole_in_every_encoding_over_one_connection() {
             }
         }
     }
+
+    // A publish during a download: the download finishes the version it started with, whole;
+    // the next request gets the new one.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    // A small receive buffer keeps most of each response in the server's hands until read.
+    let small: libc::c_int = 32 * 1024;
+    // SAFETY: a valid socket and option value.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+    for enc in ["identity", "gzip"] {
+        let before = get(&addr, "/feeds/all.atom", &[]);
+        let etag = before.header("etag").expect("etag").to_string();
+        let req = format!("GET /feeds/all.atom HTTP/1.1\r\nHost: a\r\nAccept-Encoding: {enc}\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).expect("read"), 1);
+            head.push(byte[0]);
+        }
+        let mut first = vec![0u8; 1000];
+        s.read_exact(&mut first).expect("first bytes");
+        let slug = format!("baru-{enc}");
+        site.drop_file(&format!("{slug}.txt"), &article(&slug, &format!("Berita baru {enc}"), "2026-11-27 23:00"));
+        wait_until(Duration::from_secs(30), "the next publish", || {
+            get(&addr, "/feeds/all.atom", &[]).header("etag").is_some_and(|e| e != etag)
+        });
+        let mut r = support::parse_response(&head);
+        let len: usize = r.header("content-length").and_then(|v| v.parse().ok()).expect("length");
+        let mut rest = vec![0u8; len - first.len()];
+        s.read_exact(&mut rest).expect("the rest of the old version");
+        r.body = [first, rest].concat();
+        let body = if enc == "gzip" { gunzip(&r.body) } else { r.body.clone() };
+        assert_eq!(body, before.body, "{enc}: the download changed version midway");
+        assert!(get(&addr, "/feeds/all.atom", &[]).text().contains(&format!("Berita baru {enc}")));
+    }
 }
