@@ -172,6 +172,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let mut outlets = publish::Outlets::default();
     if let Some(server) = &cfg.server {
         let shelf = Arc::new(serve::Shelf::default());
+        // Every configured feed answers 503 + Retry-After (not 404) until its first publish.
+        shelf.update(&cfg, Vec::new(), &Default::default());
         outlets.shelf = Some(shelf.clone());
         spawn_server(&tasks, server, &cfg, &store, shelf, &stop).await?;
     }
@@ -235,6 +237,7 @@ async fn spawn_server(
         drop: cfg.paths.drop.clone(),
         schedule: cfg.publish.schedule.clone(),
         sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
+        keyed: cfg.feeds.iter().filter(|f| f.access != crate::config::Access::Public).map(|f| f.name.clone()).collect(),
     });
     let max_age = server.cache_max_age.as_secs();
     let ctx = |metrics: bool, metrics_only: bool| {

@@ -156,6 +156,9 @@ fn init_logging() {
 fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work (ingest passes, parses, publishes, /metrics and /readyz reads) queues
+        // beyond this instead of growing the thread count (and glibc's arenas) with bursts.
+        .max_blocking_threads(64)
         .build()
         .map_err(|e| Failure::new(EX_TEMPFAIL, anyhow::anyhow!("cannot start the runtime: {e}")))?;
     let result = runtime.block_on(daemon::run(cfg, once));

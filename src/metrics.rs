@@ -98,8 +98,9 @@ impl Metrics {
         self.publishing.lock().unwrap_or_else(PoisonError::into_inner).last_ok
     }
 
-    /// The text format. `sources`: (name, status, polls, not modified, errors) from the store.
-    pub fn render(&self, articles: usize, sources: &[(String, String, u64, u64, u64)]) -> String {
+    /// The text format. `sources`: (name, status, polls, not modified, errors) from the store;
+    /// `hidden`: feeds left out (keyed feeds, on a public listener).
+    pub fn render(&self, articles: usize, sources: &[(String, String, u64, u64, u64)], hidden: &[String]) -> String {
         let mut out = String::with_capacity(4096);
         head(&mut out, "siar_articles", "gauge", "Articles in the store.");
         let _ = writeln!(out, "siar_articles {articles}");
@@ -133,24 +134,25 @@ impl Metrics {
         let _ = writeln!(out, "siar_publish_passes_total{{result=\"ok\"}} {}", p.passes - p.failed_passes);
         let _ = writeln!(out, "siar_publish_passes_total{{result=\"failed\"}} {}", p.failed_passes);
         head(&mut out, "siar_publish_duration_seconds", "gauge", "How long the feed's last publish took.");
-        for (feed, (took, _, _)) in &p.feeds {
+        for (feed, (took, _, _)) in p.feeds.iter().filter(|(f, _)| !hidden.contains(*f)) {
             let _ =
                 writeln!(out, "siar_publish_duration_seconds{{feed=\"{}\"}} {:.6}", label(feed), took.as_secs_f64());
         }
         head(&mut out, "siar_publish_age_seconds", "gauge", "Seconds since the feed was last published or checked.");
-        for (feed, (_, _, at)) in &p.feeds {
+        for (feed, (_, _, at)) in p.feeds.iter().filter(|(f, _)| !hidden.contains(*f)) {
             let age = at.elapsed().unwrap_or_default().as_secs_f64();
             let _ = writeln!(out, "siar_publish_age_seconds{{feed=\"{}\"}} {age:.3}", label(feed));
         }
         head(&mut out, "siar_feed_items", "gauge", "Items in the feed's current documents.");
-        for (feed, (_, items, _)) in &p.feeds {
+        for (feed, (_, items, _)) in p.feeds.iter().filter(|(f, _)| !hidden.contains(*f)) {
             let _ = writeln!(out, "siar_feed_items{{feed=\"{}\"}} {items}", label(feed));
         }
         drop(p);
 
         let feeds: Vec<(String, Arc<FeedCounters>)> = {
             let f = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut v: Vec<_> = f.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+            let mut v: Vec<_> =
+                f.iter().filter(|(k, _)| !hidden.contains(*k)).map(|(k, c)| (k.clone(), c.clone())).collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };
@@ -209,4 +211,22 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
 /// A label value: backslash, quote and newline escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_feeds_leave_no_trace() {
+        let m = Metrics::default();
+        m.published("all", Duration::from_millis(3), 5);
+        m.published("mitra", Duration::from_millis(3), 5);
+        m.feed("mitra").key_used("ba7816bf");
+        m.feed("all").ok.fetch_add(1, Relaxed);
+        let public = m.render(10, &[], &["mitra".to_string()]);
+        assert!(public.contains("siar_feed_items{feed=\"all\"} 5") && !public.contains("mitra"), "{public}");
+        let private = m.render(10, &[], &[]);
+        assert!(private.contains("siar_partner_requests_total{feed=\"mitra\",key=\"ba7816bf\"} 1"), "{private}");
+    }
 }

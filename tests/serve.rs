@@ -127,6 +127,9 @@ fn feeds_are_served_with_types_validators_and_compression() {
     let r = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "gzip"), ("If-None-Match", gz_tag)]);
     assert_eq!(r.status, 304);
     assert_eq!(r.header("etag"), Some(gz_tag));
+    // Another encoding's tag is another representation: no 304 for it.
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "gzip"), ("If-None-Match", br_tag)]).status, 200);
+    assert_eq!(get(&addr, "/feeds/all.atom", &[("If-None-Match", gz_tag)]).status, 200);
     let r = get(&addr, "/feeds/all.atom", &[("Accept-Encoding", "br;q=0, gzip;q=0, identity")]);
     assert_eq!((r.header("content-encoding"), r.body.len()), (None, full.body.len()));
     // Range may be ignored: the whole document, 200.
@@ -138,6 +141,13 @@ fn feeds_are_served_with_types_validators_and_compression() {
     let r = wait_served(&addr, "/feeds/all.atom", "Jembatan baru");
     assert_ne!(r.header("etag"), Some(etag.as_str()));
     assert_eq!(get(&addr, "/feeds/all.atom", &[("If-None-Match", &etag)]).status, 200);
+    // Two changes in quick succession (often within one second): Last-Modified still moves on,
+    // so a client revalidating with If-Modified-Since alone sees the second change too.
+    let lm_of = |r: &Resp| httpdate::parse_http_date(r.header("last-modified").expect("lm")).expect("date");
+    site.drop_file("empat.txt", &article("empat", "Kereta tiba tepat waktu", "2026-11-22 09:00"));
+    let r2 = wait_served(&addr, "/feeds/all.atom", "Kereta tiba");
+    assert!(lm_of(&r2) > lm_of(&r), "Last-Modified did not move with the content");
+    assert!(lm_of(&r) > lm_time);
 }
 
 #[test]
@@ -324,7 +334,7 @@ fn keyed_partner_feeds_need_a_key_and_stay_out_of_public_listings() {
     assert!(line.starts_with("keys = [\"sha256:") && !line.contains(&key), "{line}");
     let hashes = |l: &str| l.trim_start_matches("keys = [").trim_end_matches(']').to_string();
     let config = format!(
-        "{BASE_CONFIG}{SERVER}\n[[feed]]\nname = \"mitra\"\ntitle = \"Untuk mitra\"\naccess = \"key\"\nkeys = [{}, {}]\n",
+        "{BASE_CONFIG}{SERVER}metrics_listen = \"127.0.0.1:0\"\n\n[[feed]]\nname = \"mitra\"\ntitle = \"Untuk mitra\"\naccess = \"key\"\nkeys = [{}, {}]\n",
         hashes(&line),
         hashes(&other_line)
     );
@@ -372,8 +382,9 @@ fn keyed_partner_feeds_need_a_key_and_stay_out_of_public_listings() {
         assert!(!listing.text().contains("mitra"), "a keyed feed is listed:\n{}", listing.text());
     }
 
-    // Per-feed and per-key counters.
-    let metrics = get(&addr, "/metrics", &[]).text();
+    // Per-feed and per-key counters: on the private metrics listener (the public /metrics leaves
+    // keyed feeds out: a unit test in metrics.rs).
+    let metrics = get(&daemon.addr_of(true), "/metrics", &[]).text();
     assert!(metrics.contains("siar_http_requests_total{feed=\"mitra\",status=\"401\"} 5"), "{metrics}");
     let quoted = hashes(&line);
     let label = &quoted.trim_matches('"')["sha256:".len()..][..8];
@@ -533,6 +544,7 @@ fn base_path_prefixes_every_route() {
     wait_served(&addr, "/berita/feeds/all.atom", "Banjir surut");
     assert_eq!(get(&addr, "/feeds/all.atom", &[]).status, 404);
     assert_eq!(get(&addr, "/berita", &[]).status, 200);
+    assert_eq!(get(&addr, "/xxxxxx", &[]).status, 404, "same length as the prefix, not the prefix");
     assert_eq!(get(&addr, "/berita/healthz", &[]).status, 200);
 }
 
@@ -649,6 +661,7 @@ fn archives_keep_every_item_reachable_in_a_consistent_chain() {
     assert_eq!(page1.header("cache-control"), Some("public, max-age=31536000, immutable"));
     assert_eq!(page2.header("cache-control"), Some("public, max-age=60"), "the newest page still gains a link");
     assert!(site.path("feeds/kecil/archive/1.rss").is_file() && site.path("feeds/kecil/archive/1.json").is_file());
+    assert!(site.path("feeds/kecil/archive/1.atom.gz").is_file(), "compressed once, beside the page");
 
     // Two newer articles push two more out: with the one waiting, a third page.
     for i in 10..12 {
@@ -811,4 +824,81 @@ fn large_documents_arrive_whole_in_every_encoding_over_one_connection() {
         assert_eq!(body, before.body, "{enc}: the download changed version midway");
         assert!(get(&addr, "/feeds/all.atom", &[]).text().contains(&format!("Berita baru {enc}")));
     }
+}
+
+#[test]
+fn a_slow_reader_of_a_big_feed_gets_all_of_it_past_the_keep_alive() {
+    // keep_alive 1 s; a 6+ MB document read at ~3 MB/s: the download outlasts keep_alive (and
+    // the kernel's buffers), and must not be cut while it progresses.
+    let config = BASE_CONFIG.replace("max_size = \"64KiB\"", "max_size = \"1MiB\"");
+    let site = Site::with_config(&format!("{config}\n[server]\nlisten = \"127.0.0.1:0\"\nkeep_alive = \"1s\"\n"));
+    let words = ["banjir", "pasar", "harga", "warga", "kota", "jalan", "sekolah", "rumah", "kereta"];
+    let mut seed = 11u64;
+    for i in 0..24 {
+        let mut body = String::new();
+        while body.len() < 300_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            body += words[(seed >> 33) as usize % words.len()];
+            body += if (seed >> 20).is_multiple_of(11) { ".\n" } else { " " };
+        }
+        let text = format!("Title: Panjang {i}\nDate: 2026-11-{:02} 08:00\nSlug: panjang-{i}\n\n{body}\n", 1 + i);
+        site.drop_file(&format!("p{i}.txt"), text.as_bytes());
+    }
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_until(Duration::from_secs(120), "the big feed", || {
+        let r = http(&addr, "HEAD", "/feeds/all.atom", &[]);
+        r.status == 200
+            && r.header("content-length").and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 6_000_000)
+    });
+    let file = std::fs::read(site.path("feeds/all.atom")).expect("file");
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.write_all(b"GET /feeds/all.atom HTTP/1.1\r\nHost: a\r\n\r\n").expect("send");
+    let started = Instant::now();
+    let r = read_response(&mut s, false, 64 * 1024, Duration::from_millis(20));
+    assert!(started.elapsed() > Duration::from_millis(1500), "the read was not slow: {:?}", started.elapsed());
+    assert_eq!(r.body.len(), file.len());
+    assert!(r.body == file, "the slow download differs from the file");
+}
+
+#[test]
+fn a_full_server_says_so_and_reclaims_idle_connections() {
+    let site = site(
+        "\n[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\nheader_timeout = \"1s\"\nkeep_alive = \"30s\"\n",
+    );
+    let daemon = site.spawn();
+    let addr = daemon.addr();
+    wait_until(Duration::from_secs(20), "first publish", || get(&addr, "/feeds/all.rss", &[]).status == 200);
+    // Four keep-alive clients take every slot and go idle.
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n").expect("send");
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(s.read(&mut b).expect("read"), 1);
+                head.push(b[0]);
+            }
+            s
+        })
+        .collect();
+    // A fifth is told at once, not left hanging.
+    let started = Instant::now();
+    let r = get(&addr, "/feeds/all.rss", &[]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // With no slot free, idle connections get the header timeout (1 s), not keep_alive (30 s):
+    // one is closed and its slot serves the next client.
+    wait_until(Duration::from_secs(5), "a free slot", || get(&addr, "/feeds/all.rss", &[]).status == 200);
+    let mut closed = 0;
+    for s in &mut idle {
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut b = [0u8; 16];
+        closed += usize::from(matches!(s.read(&mut b), Ok(0)));
+    }
+    assert!(closed >= 1, "no idle connection gave up its slot");
 }

@@ -114,10 +114,19 @@ fn write_page(cfg: &Config, feed: &Feed, store: &Store, n: u32, articles: &[Arti
             return false;
         }
     };
+    // Each page with its gzip form beside it (`<n>.<ext>.gz`): compressed once, served by siar
+    // and by a static server's gzip_static alike.
     for (ext, bytes) in docs {
         let path = page_path(cfg, &feed.name, n, ext);
-        let written =
-            path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| write::write_if_changed(&path, &bytes));
+        let gz_path = path.with_extension(format!("{ext}.gz"));
+        let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+            // The page first: a gzip form older than its page is not used.
+            write::write_if_changed(&path, &bytes)?;
+            match write::gzip(&bytes) {
+                Some(gz) => write::write_if_changed(&gz_path, &gz).map(|_| ()),
+                None => Ok(()),
+            }
+        });
         if let Err(e) = written {
             error!("cannot write {}: {e}; the archive waits for the next publish", path.display());
             return false;

@@ -30,6 +30,14 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     result.map(|()| true)
 }
 
+/// gzip at the best level (files served as they are, compressed once).
+pub fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    use flate2::write::GzEncoder;
+    let mut z = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::best());
+    z.write_all(bytes).ok()?;
+    z.finish().ok()
+}
+
 /// Removes temp files a crash left in the output directory. Returns how many.
 pub fn remove_stale_temps(dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(dir) else { return 0 };

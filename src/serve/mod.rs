@@ -32,6 +32,8 @@ pub use shelf::Shelf;
 /// Request head limit (request line plus headers).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Connections refused with a 503 at once while the server is full (more are just closed).
+const OVERFLOW_ANSWERS: usize = 256;
 /// How long connections get to finish their request in hand at a stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -54,12 +56,9 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, limits: Arc<Limits>, stop
         info!("listening on {addr}{}", if ctx.metrics_only { " (metrics)" } else { "" });
     }
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let overflow = Arc::new(Semaphore::new(OVERFLOW_ANSWERS));
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
             r = listener.accept() => match r {
@@ -72,10 +71,20 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, limits: Arc<Limits>, stop
                 }
             },
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Full: say so at once rather than leave the client hanging in the backlog.
+            if let Ok(p) = overflow.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), refuse(stream)).await;
+                    drop(p);
+                });
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (ctx, limits, stop) = (ctx.clone(), limits.clone(), stop.clone());
+        let (ctx, limits, stop, pressure) = (ctx.clone(), limits.clone(), stop.clone(), permits.clone());
         connections.spawn(async move {
-            serve_connection(stream, ctx, &limits, stop).await;
+            serve_connection(stream, ctx, &limits, pressure, stop).await;
             debug!("connection from {peer} closed");
             drop(permit);
         });
@@ -84,9 +93,23 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, limits: Arc<Limits>, stop
     let _ = tokio::time::timeout(STOP_GRACE, connections.wait()).await;
 }
 
-async fn serve_connection(stream: TcpStream, ctx: Arc<Ctx>, limits: &Limits, stop: CancellationToken) {
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n\
+                   Content-Type: text/plain; charset=utf-8\r\nContent-Length: 29\r\n\r\n503: too many connections now\n";
+    let _ = stream.write_all(answer).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    ctx: Arc<Ctx>,
+    limits: &Limits,
+    pressure: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
     let seen = Arc::new(AtomicBool::new(false));
-    let io = TokioIo::new(Deadlines::new(stream, limits, seen.clone()));
+    let io = TokioIo::new(Deadlines::new(stream, limits, seen.clone(), pressure));
     let service = service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
         let ctx = ctx.clone();
@@ -110,9 +133,12 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<Ctx>, limits: &Limits, sto
 }
 
 /// A TCP stream with the server's clocks: a request's head must arrive within `header_timeout`
-/// of its first byte (or of the connection, for the first request), an idle connection is closed
-/// after `keep_alive`, and a client that stops reading its response for `keep_alive` is dropped.
-/// hyper's own header timer would also close idle keep-alive connections after the header timeout.
+/// of its first byte (or of the connection, for the first request); a connection idle for
+/// `keep_alive` after its last response byte is closed (after `header_timeout` while fewer than a
+/// tenth of the connection slots are free); a client that stops reading its response for
+/// `keep_alive` is dropped. hyper's own header timer would also close idle keep-alive connections
+/// after the header timeout, and hyper reads (to notice a close) while it writes a response, so
+/// the idle clock must follow the writes.
 struct Deadlines {
     inner: TcpStream,
     /// Set by the service when a request head was complete: the connection is idle again after it.
@@ -120,23 +146,36 @@ struct Deadlines {
     reading_head: bool,
     read_deadline: Pin<Box<Sleep>>,
     write_deadline: Option<Pin<Box<Sleep>>>,
+    idle_since: Instant,
     last_write: Instant,
     header_timeout: Duration,
     keep_alive: Duration,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl Deadlines {
-    fn new(inner: TcpStream, limits: &Limits, seen: Arc<AtomicBool>) -> Deadlines {
+    fn new(inner: TcpStream, limits: &Limits, seen: Arc<AtomicBool>, slots: Arc<Semaphore>) -> Deadlines {
         Deadlines {
             inner,
             seen,
             reading_head: true,
             read_deadline: Box::pin(tokio::time::sleep(limits.header_timeout)),
             write_deadline: None,
+            idle_since: Instant::now(),
             last_write: Instant::now(),
             header_timeout: limits.header_timeout,
             keep_alive: limits.keep_alive,
+            slots,
+            max_connections: limits.max_connections,
         }
+    }
+
+    /// When the idle connection is closed: `keep_alive` after its last activity, shorter when full.
+    fn idle_deadline(&self) -> Instant {
+        let crowded = self.slots.available_permits() * 10 < self.max_connections;
+        let limit = if crowded { self.header_timeout.min(self.keep_alive) } else { self.keep_alive };
+        self.idle_since.max(self.last_write) + limit
     }
 }
 
@@ -149,8 +188,7 @@ impl AsyncRead for Deadlines {
         let this = &mut *self;
         if this.seen.swap(false, Ordering::Relaxed) {
             this.reading_head = false;
-            let at = Instant::now() + this.keep_alive;
-            this.read_deadline.as_mut().reset(at);
+            this.idle_since = Instant::now();
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -163,14 +201,24 @@ impl AsyncRead for Deadlines {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
+            Poll::Pending => loop {
+                if !this.reading_head {
+                    // Look again at least every header_timeout: a server filling up shortens
+                    // the idle limit of connections already asleep.
+                    let at = this.idle_deadline().min(Instant::now() + this.header_timeout);
+                    if this.read_deadline.deadline() != at {
+                        this.read_deadline.as_mut().reset(at);
+                    }
+                }
                 ready!(this.read_deadline.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out(if this.reading_head {
-                    "request headers not received in time"
-                } else {
-                    "idle keep-alive connection"
-                })))
-            }
+                if this.reading_head {
+                    return Poll::Ready(Err(timed_out("request headers not received in time")));
+                }
+                // A response still going out moves the idle clock: look again.
+                if this.idle_deadline() <= Instant::now() {
+                    return Poll::Ready(Err(timed_out("idle keep-alive connection")));
+                }
+            },
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Health {
     pub drop: PathBuf,
     pub schedule: Schedule,
     pub sources: Vec<String>,
+    /// Keyed feeds: left out of `/metrics` on the public listener.
+    pub keyed: Vec<String>,
 }
 
 enum Route<'a> {
@@ -62,8 +64,10 @@ enum Route<'a> {
 }
 
 fn route<'a>(path: &'a str, ctx: &Ctx) -> Option<Route<'a>> {
-    let rest =
-        path.strip_prefix(ctx.base_path.as_str()).or_else(|| (path.len() + 1 == ctx.base_path.len()).then_some(""))?;
+    // `/prefix` (without the slash) is the index too.
+    let rest = path
+        .strip_prefix(ctx.base_path.as_str())
+        .or_else(|| (path == ctx.base_path.trim_end_matches('/')).then_some(""))?;
     if ctx.metrics_only {
         return (rest == "metrics").then_some(Route::Metrics);
     }
@@ -95,9 +99,11 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
         return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
     };
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed.
-    if req.version() == hyper::Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+    // So is a target that is not a path (authority form on a GET), and so are two Hosts.
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if (req.version() == hyper::Version::HTTP_11 && hosts != 1) || hosts > 1 || !req.uri().path().starts_with('/') {
         crate::metrics::get().request("other", 400);
-        return text(StatusCode::BAD_REQUEST, "400 Bad Request: HTTP/1.1 needs a Host header\n");
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: HTTP/1.1 needs one Host header and a path\n");
     }
     let head = req.method() == Method::HEAD;
     if !head && req.method() != Method::GET {
@@ -130,7 +136,8 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
         }
         Route::Metrics => {
             let health = ctx.health.clone();
-            let body = tokio::task::spawn_blocking(move || health.metrics()).await.unwrap_or_default();
+            let private = ctx.metrics_only;
+            let body = tokio::task::spawn_blocking(move || health.metrics(private)).await.unwrap_or_default();
             crate::metrics::get().request("metrics", 200);
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut()
@@ -227,11 +234,15 @@ fn load_archive(ctx: &Ctx, dir: &std::path::Path, path: &std::path::Path, ext: &
             return Err(std::io::Error::other("not a directory"));
         }
     }
-    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a file"));
-    }
+    let open = |p: &std::path::Path| -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a file"));
+        }
+        Ok((file, meta))
+    };
+    let (mut file, meta) = open(path)?;
     let modified = meta.modified()?;
     let cache = ctx.archive_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((m, len, doc)) = cache.get(path)
@@ -243,7 +254,14 @@ fn load_archive(ctx: &Ctx, dir: &std::path::Path, path: &std::path::Path, ext: &
     drop(cache);
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::io::Read::read_to_end(&mut file, &mut bytes)?;
-    let doc = Arc::new(Doc::new(bytes, modified, super::shelf::content_type(ext)));
+    // The gzip form written beside the page, when it is there and not older than the page.
+    let gz = open(&path.with_extension(format!("{ext}.gz"))).ok().and_then(|(mut f, m)| {
+        let mut z = Vec::with_capacity(m.len() as usize);
+        let fresh = m.modified().is_ok_and(|t| t >= modified);
+        (fresh && std::io::Read::read_to_end(&mut f, &mut z).is_ok()).then_some(z)
+    });
+    // Archive pages are never compressed here: a request costs a read, not a compression.
+    let doc = Arc::new(Doc::with_gzip(bytes, gz, modified, super::shelf::content_type(ext)));
     let mut cache = ctx.archive_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if cache.len() >= ARCHIVE_CACHE
         && let Some(k) = cache.keys().next().cloned()
@@ -268,14 +286,16 @@ fn static_doc<B>(doc: Option<&Doc>, route: &'static str, req: &Request<B>, ctx: 
 /// (RFC 9110 §13.2.2: If-None-Match decides when present; If-Modified-Since only without it).
 fn representation(doc: &Doc, headers: &HeaderMap, cache_control: &HeaderValue) -> Response<Body> {
     let (enc, body) = doc.body(negotiate(headers.get(header::ACCEPT_ENCODING)));
-    let fresh = match headers.get(header::IF_NONE_MATCH) {
-        Some(v) => v.to_str().is_ok_and(|v| none_match(v, &doc.tag)),
-        // A date that does not parse, or lies in the future, is ignored (RFC 9110 §13.1.3).
-        None => headers
+    let etag = doc.etags[enc as usize].to_str().unwrap_or_default();
+    let fresh = match headers.contains_key(header::IF_NONE_MATCH) {
+        true => headers.get_all(header::IF_NONE_MATCH).iter().any(|v| v.to_str().is_ok_and(|v| none_match(v, etag))),
+        // A date that does not parse, or lies in the future, is ignored (RFC 9110 §13.1.3); the
+        // document's own Last-Modified (which may run a second or two ahead, see `Shelf`) is valid.
+        false => headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since: SystemTime| doc.modified <= since && since <= SystemTime::now()),
+            .is_some_and(|since: SystemTime| doc.modified <= since && since <= SystemTime::now().max(doc.modified)),
     };
     let mut r = if fresh {
         let mut r = Response::new(Full::new(Bytes::new()));
@@ -305,18 +325,12 @@ fn representation(doc: &Doc, headers: &HeaderMap, cache_control: &HeaderValue) -
     r
 }
 
-/// Whether an If-None-Match value matches the document (weak comparison, as RFC 9110 asks for
-/// GET): `*`, or any listed tag naming this content in any of its encodings.
-fn none_match(value: &str, tag: &str) -> bool {
-    value.split(',').map(str::trim).any(|t| {
-        if t == "*" {
-            return true;
-        }
-        let t = t.strip_prefix("W/").unwrap_or(t);
-        let Some(inner) = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else { return false };
-        let base = inner.strip_suffix("-gz").or_else(|| inner.strip_suffix("-br")).unwrap_or(inner);
-        base == tag
-    })
+/// Whether an If-None-Match value matches the representation's ETag (weak comparison, as RFC
+/// 9110 asks for GET: `W/` is ignored): `*`, or a listed tag equal to it. Each encoding has its
+/// own tag, so a cache holding the brotli form cannot revalidate it as the gzip one.
+fn none_match(value: &str, etag: &str) -> bool {
+    let etag = etag.strip_prefix("W/").unwrap_or(etag);
+    value.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// brotli, then gzip, then identity, by the client's q-values (`*` stands for unnamed codings).
@@ -409,7 +423,7 @@ impl Health {
         Ok(())
     }
 
-    pub fn metrics(&self) -> String {
+    pub fn metrics(&self, private: bool) -> String {
         let sources: Vec<(String, String, u64, u64, u64)> = self
             .sources
             .iter()
@@ -418,7 +432,8 @@ impl Health {
                 _ => (name.clone(), "new".into(), 0, 0, 0),
             })
             .collect();
-        crate::metrics::get().render(self.store.len(), &sources)
+        let hidden: &[String] = if private { &[] } else { &self.keyed };
+        crate::metrics::get().render(self.store.len(), &sources, hidden)
     }
 }
 
@@ -428,11 +443,12 @@ mod tests {
 
     #[test]
     fn etag_lists_and_encodings() {
-        assert!(none_match("\"abc\"", "abc"));
-        assert!(none_match("\"x\", W/\"abc-gz\"", "abc"));
-        assert!(none_match("*", "abc"));
-        assert!(!none_match("\"abcd\"", "abc"));
-        assert!(!none_match("abc", "abc"));
+        assert!(none_match("\"abc\"", "\"abc\""));
+        assert!(none_match("\"x\", W/\"abc-gz\"", "\"abc-gz\""));
+        assert!(!none_match("\"abc-br\"", "\"abc-gz\""));
+        assert!(none_match("*", "\"abc\""));
+        assert!(!none_match("\"abcd\"", "\"abc\""));
+        assert!(!none_match("abc", "\"abc\""));
         let enc = |v: &'static str| negotiate(Some(&HeaderValue::from_static(v)));
         assert_eq!(enc("gzip, deflate, br"), Encoding::Br);
         assert_eq!(enc("gzip, br;q=0"), Encoding::Gzip);

@@ -3,7 +3,6 @@
 //! the snapshot it started with, so a download in progress finishes the old version.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,9 @@ use crate::publish::Rendered;
 
 /// One representation set: the bytes, their compressed forms (when smaller) and validators.
 pub struct Doc {
+    /// The bodies' sendfile registrations. First field: fields drop in order, so the address
+    /// ranges are unregistered before the bodies below are freed (and their addresses reused).
+    _sendfile: [Option<super::zerocopy::Registered>; 3],
     pub identity: Bytes,
     pub gzip: Option<Bytes>,
     pub br: Option<Bytes>,
@@ -25,8 +27,6 @@ pub struct Doc {
     pub modified: SystemTime,
     pub last_modified: HeaderValue,
     pub content_type: HeaderValue,
-    /// The bodies' sendfile registrations (dropped with the document).
-    _sendfile: [Option<super::zerocopy::Registered>; 3],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,9 +39,15 @@ pub enum Encoding {
 impl Doc {
     pub fn new(bytes: Vec<u8>, modified: SystemTime, content_type: &'static str) -> Doc {
         let tag = blake3::hash(&bytes).to_hex()[..32].to_string();
-        let gzip = gzip(&bytes).filter(|z| z.len() < bytes.len()).map(Bytes::from);
+        let gzip = crate::publish::write::gzip(&bytes).filter(|z| z.len() < bytes.len()).map(Bytes::from);
         let br = brotli(&bytes).filter(|z| z.len() < bytes.len()).map(Bytes::from);
         Doc::assemble(Bytes::from(bytes), gzip, br, tag, modified, content_type)
+    }
+
+    /// A document whose gzip form was made elsewhere (archive pages: `<page>.gz` beside them).
+    pub fn with_gzip(bytes: Vec<u8>, gzip: Option<Vec<u8>>, modified: SystemTime, content_type: &'static str) -> Doc {
+        let tag = blake3::hash(&bytes).to_hex()[..32].to_string();
+        Doc::assemble(Bytes::from(bytes), gzip.map(Bytes::from), None, tag, modified, content_type)
     }
 
     fn assemble(
@@ -78,12 +84,6 @@ impl Doc {
             _ => (Encoding::Identity, &self.identity),
         }
     }
-}
-
-fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::best());
-    z.write_all(bytes).ok()?;
-    z.finish().ok()
 }
 
 fn brotli(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -157,7 +157,15 @@ impl Shelf {
                     {
                         kept
                     }
-                    Some(r) => Some(Arc::new(Doc::new(r.bytes, r.modified, content_type(ext)))),
+                    // Changed bytes get a later Last-Modified than the old ones, even within
+                    // the same second, so If-Modified-Since alone never hides a change.
+                    Some(r) => {
+                        let modified = match &kept {
+                            Some(k) if trunc(r.modified) <= k.modified => k.modified + Duration::from_secs(1),
+                            _ => r.modified,
+                        };
+                        Some(Arc::new(Doc::new(r.bytes, modified, content_type(ext))))
+                    }
                     None => kept,
                 }
             });
