@@ -345,7 +345,6 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
     let result = tokio::task::spawn_blocking(move || {
         let mut publisher = publisher.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = publisher.publish_all(&cfg, &store)?;
-        crate::metrics::get().pass_done(report.failed == 0);
         // Hubs hear only of public documents.
         let changed: Vec<String> = report
             .docs
@@ -364,6 +363,8 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
         {
             let _ = tx.send(changed);
         }
+        // Ready only once what was published is also what is served.
+        crate::metrics::get().pass_done(report.failed == 0);
         Ok::<_, crate::store::Error>(report)
     })
     .await;
