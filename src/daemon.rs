@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::{control, fetch, ingest, publish, serve, websub};
+use crate::{control, fetch, ingest, notify, publish, serve, websub};
 
 /// How long tasks get to finish the item in hand after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -182,7 +182,9 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         outlets.websub = Some(tx);
         tasks.spawn(websub::run(cfg.hubs.clone(), rx, cfg.fetch.user_agent.clone(), stop.clone()));
     }
-    let ingest_task = tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
+    let scanned = Arc::new(Notify::new());
+    let ingest_task =
+        tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), scanned.clone(), stop.clone()));
     tasks.spawn(fetch::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
     tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, outlets, stop.clone()));
     let names = cfg.sources.iter().map(|s| s.name.clone()).collect();
@@ -199,10 +201,23 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         cfg.publish.schedule.text()
     );
 
+    // READY=1 once the config is valid, the store open, the listeners bound and the drop folder
+    // scanned once (systemd's Type=notify; nothing happens without $NOTIFY_SOCKET).
     tokio::select! {
-        () = wait_for_signal() => info!("stopping: finishing the work in hand"),
+        () = scanned.notified() => {
+            notify::send("READY=1");
+            notify::status(&publish::status_line(&cfg, &store));
+        }
+        () = wait_for_signal() => stop.cancel(),
         () = stop.cancelled() => {}
     }
+    if !stop.is_cancelled() {
+        tokio::select! {
+            () = wait_for_signal() => info!("stopping: finishing the work in hand"),
+            () = stop.cancelled() => {}
+        }
+    }
+    notify::send("STOPPING=1");
     stop.cancel();
     tokio::select! {
         r = tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()) => {

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod html;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod opml;
 pub mod publish;
 pub mod schedule;

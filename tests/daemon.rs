@@ -515,3 +515,44 @@ fn odd_entries_and_names_in_the_drop_folder() {
     assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ignores this name"));
 }
+
+/// systemd's notify protocol, with a datagram socket the test owns as $NOTIFY_SOCKET: READY=1
+/// after the first drop-folder scan, STATUS= lines, WATCHDOG=1 from the publish loop within the
+/// watchdog period, STOPPING=1 at SIGTERM.
+#[test]
+fn systemd_notify_ready_status_watchdog_and_stopping() {
+    let site = Site::new();
+    site.drop_file("satu.txt", b"Title: Satu\n\nJAKARTA - Kabar satu hari ini.\n");
+    let sock_path = site.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let path = sock_path.to_string_lossy().into_owned();
+    let mut daemon = site.spawn_with(&[("NOTIFY_SOCKET", path.as_str()), ("WATCHDOG_USEC", "600000")]);
+    let mut got: Vec<String> = Vec::new();
+    let recv = |got: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    };
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        recv(&mut got);
+        let watchdogs = got.iter().filter(|m| *m == "WATCHDOG=1").count();
+        if got.iter().any(|m| m == "READY=1") && watchdogs >= 3 {
+            break;
+        }
+    }
+    let ready = got.iter().position(|m| m == "READY=1").unwrap_or_else(|| panic!("no READY=1: {got:?}"));
+    let status = got.iter().find(|m| m.starts_with("STATUS=")).unwrap_or_else(|| panic!("no STATUS=: {got:?}"));
+    assert!(status.contains("articles") && status.contains("feeds"), "{status}");
+    assert!(got.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3, "{got:?}");
+    assert!(ready < got.len());
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    let mut tail = Vec::new();
+    for _ in 0..10 {
+        recv(&mut tail);
+    }
+    assert!(tail.iter().any(|m| m == "STOPPING=1"), "no STOPPING=1 at SIGTERM: {tail:?}");
+}

@@ -279,8 +279,10 @@ pub async fn run(
     cfg: Arc<Config>,
     store: Store,
     changed: Arc<Notify>,
+    scanned: Arc<Notify>,
     stop: CancellationToken,
 ) -> Result<(), crate::store::Error> {
+    let mut first = true;
     let wake = Arc::new(Notify::new());
     let _watcher = if cfg.ingest.watch { dropfolder::watch(&cfg.paths.drop, wake.clone()) } else { None };
     let mut folder = DropFolder::new(&cfg.paths.drop, &cfg.ingest);
@@ -300,6 +302,10 @@ pub async fn run(
             }
         };
         folder = back;
+        if std::mem::take(&mut first) {
+            // The first scan of the drop folder is done: one of the conditions of READY=1.
+            scanned.notify_one();
+        }
         let mut next = cfg.ingest.rescan;
         match result {
             Ok(r) => {

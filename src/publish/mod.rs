@@ -365,6 +365,7 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
         }
         // Ready only once what was published is also what is served.
         crate::metrics::get().pass_done(report.failed == 0);
+        crate::notify::status(&status_line(&cfg, &store));
         Ok::<_, crate::store::Error>(report)
     })
     .await;
@@ -381,11 +382,34 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
     }
 }
 
+/// A one-line summary for systemd's STATUS=: articles, feeds, sources failing, last publish.
+pub fn status_line(cfg: &Config, store: &Store) -> String {
+    let failing = cfg
+        .sources
+        .iter()
+        .filter(|s| s.enabled && store.source_state(&s.name).ok().flatten().is_some_and(|st| st.failures > 0))
+        .count();
+    let last = crate::metrics::get()
+        .last_ok_publish()
+        .map_or("not yet".to_string(), |t| t.with_timezone(&cfg.site.timezone).format("%H:%M:%S").to_string());
+    format!(
+        "{} articles, {} feeds, {} sources ({failing} failing); last clean publish {last}",
+        store.len(),
+        cfg.feeds.len(),
+        cfg.sources.iter().filter(|s| s.enabled).count()
+    )
+}
+
 /// The publish task: once at start, then on every cron tick and (with on_ingest) a debounce after
-/// new articles. Never two publishes at once: one loop does them all.
+/// new articles. Never two publishes at once: one loop does them all. It is also the scheduler's
+/// heartbeat: under a systemd watchdog it sends WATCHDOG=1 from this loop (at least every half
+/// period, and after every publish), so a publish that hangs stops the pings and systemd restarts
+/// siar; a separate timer would keep pinging while the work is stuck.
 pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: Outlets, stop: CancellationToken) {
     let publisher = Arc::new(Mutex::new(Publisher::default()));
+    let watchdog = crate::notify::watchdog().map(|d| d / 2);
     publish_blocking(&publisher, &cfg, &store, &outlets).await;
+    crate::notify::send("WATCHDOG=1");
     loop {
         let Some(wait) = cfg.publish.schedule.until_next(Utc::now()) else {
             warn!("the publish schedule never fires again; publishing only after new articles");
@@ -402,8 +426,13 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: 
                     () = tokio::time::sleep(cfg.publish.debounce) => {}
                 }
             }
+            () = tokio::time::sleep(watchdog.unwrap_or_default()), if watchdog.is_some() => {
+                crate::notify::send("WATCHDOG=1");
+                continue;
+            }
         }
         publish_blocking(&publisher, &cfg, &store, &outlets).await;
+        crate::notify::send("WATCHDOG=1");
     }
 }
 
