@@ -556,3 +556,26 @@ fn systemd_notify_ready_status_watchdog_and_stopping() {
     }
     assert!(tail.iter().any(|m| m == "STOPPING=1"), "no STOPPING=1 at SIGTERM: {tail:?}");
 }
+
+/// The shipped unit's sandboxing: `systemd-analyze security` must rate its exposure 1.5 or lower.
+#[test]
+fn systemd_unit_exposure_is_at_most_1_5() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/siar.service");
+    let out = match Command::new("systemd-analyze").arg("security").arg("--offline=true").arg(&unit).output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: systemd-analyze is not available here ({e}); the unit's exposure was not checked ***\n"
+            );
+            return;
+        }
+    };
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let level = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for siar.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(level <= 1.5, "exposure {level} > 1.5:\n{text}");
+}
