@@ -167,26 +167,25 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let listener = control::bind(&cfg.paths.state)
         .with_context(|| format!("cannot bind the control socket {}", control::socket_path(&cfg.paths.state).display()))
         .map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
-    let changed = Arc::new(Notify::new());
+    // Signal handlers first: from here SIGHUP reloads (its default would end the process) and no
+    // SIGTERM is lost between two waits.
+    let sig = |kind| {
+        signal(kind).map_err(|e| Failure::new(EX_SOFTWARE, anyhow::anyhow!("cannot install signal handlers: {e}")))
+    };
+    let (mut term, mut int, mut hup) =
+        (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let tasks = TaskTracker::new();
-    let mut outlets = publish::Outlets::default();
+    let health = Arc::new(std::sync::RwLock::new(health_of(&cfg, &store)));
+    let mut shelf = None;
     if let Some(server) = &cfg.server {
-        let shelf = Arc::new(serve::Shelf::default());
+        let s = Arc::new(serve::Shelf::default());
         // Every configured feed answers 503 + Retry-After (not 404) until its first publish.
-        shelf.update(&cfg, Vec::new(), &Default::default());
-        outlets.shelf = Some(shelf.clone());
-        spawn_server(&tasks, server, &cfg, &store, shelf, &stop).await?;
-    }
-    if !cfg.hubs.is_empty() {
-        let (tx, rx) = websub::channel();
-        outlets.websub = Some(tx);
-        tasks.spawn(websub::run(cfg.hubs.clone(), rx, cfg.fetch.user_agent.clone(), stop.clone()));
+        s.update(&cfg, Vec::new(), &Default::default());
+        shelf = Some(s.clone());
+        spawn_server(&tasks, server, &cfg, s, health.clone(), &stop).await?;
     }
     let scanned = Arc::new(Notify::new());
-    let ingest_task =
-        tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), scanned.clone(), stop.clone()));
-    tasks.spawn(fetch::run(cfg.clone(), store.clone(), changed.clone(), stop.clone()));
-    tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, outlets, stop.clone()));
+    let mut generation = spawn_generation(&cfg, &store, shelf.clone(), scanned.clone(), &stop);
     let names = cfg.sources.iter().map(|s| s.name.clone()).collect();
     tasks.spawn(control::run(listener, store.clone(), names, stop.clone()));
     tasks.close();
@@ -208,27 +207,66 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
             notify::send("READY=1");
             notify::status(&publish::status_line(&cfg, &store));
         }
-        () = wait_for_signal() => stop.cancel(),
+        _ = term.recv() => stop.cancel(),
+        _ = int.recv() => stop.cancel(),
         () = stop.cancelled() => {}
     }
-    if !stop.is_cancelled() {
+    let mut cfg = cfg;
+    while !stop.is_cancelled() {
         tokio::select! {
-            () = wait_for_signal() => info!("stopping: finishing the work in hand"),
-            () = stop.cancelled() => {}
+            _ = term.recv() => {
+                info!("stopping: finishing the work in hand");
+                break;
+            }
+            _ = int.recv() => {
+                info!("stopping: finishing the work in hand");
+                break;
+            }
+            () = stop.cancelled() => break,
+            _ = hup.recv() => {
+                notify::send("RELOADING=1");
+                match reload(&cfg).await {
+                    Ok(new) => {
+                        // The old generation finishes the file or poll in hand; then the new one starts.
+                        generation.token.cancel();
+                        let _ = tokio::time::timeout(SHUTDOWN_GRACE, generation.tasks.wait()).await;
+                        if let Some(s) = &shelf {
+                            s.update(&new, Vec::new(), &Default::default());
+                        }
+                        *health.write().unwrap_or_else(std::sync::PoisonError::into_inner) = health_of(&new, &store);
+                        generation = spawn_generation(&new, &store, shelf.clone(), Arc::new(Notify::new()), &stop);
+                        info!(
+                            "reloaded {}: {} feeds, {} sources, schedule {:?}",
+                            new.file.display(),
+                            new.feeds.len(),
+                            new.sources.iter().filter(|s| s.enabled).count(),
+                            new.publish.schedule.text()
+                        );
+                        cfg = new;
+                        notify::status(&publish::status_line(&cfg, &store));
+                    }
+                    Err(why) => {
+                        error!("reload refused, still running on the previous config: {why}");
+                        notify::status(&format!("reload refused, running on the previous config: {why}"));
+                    }
+                }
+                notify::send("READY=1");
+            }
         }
     }
     notify::send("STOPPING=1");
     stop.cancel();
     tokio::select! {
-        r = tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()) => {
+        r = tokio::time::timeout(SHUTDOWN_GRACE, async { tasks.wait().await; generation.tasks.wait().await }) => {
             if r.is_err() {
                 warn!("tasks outlived the {SHUTDOWN_GRACE:?} grace period");
             }
         }
-        () = wait_for_signal() => warn!("second signal: stopping at once"),
+        _ = term.recv() => warn!("second signal: stopping at once"),
+        _ = int.recv() => warn!("second signal: stopping at once"),
     }
-    if ingest_task.is_finished()
-        && let Ok(Err(e)) = ingest_task.await
+    if generation.ingest.is_finished()
+        && let Ok(Err(e)) = generation.ingest.await
     {
         return Err(e.into());
     }
@@ -238,22 +276,69 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Binds the server's listeners (a busy port stops the start with EX_TEMPFAIL) and spawns them.
-async fn spawn_server(
-    tasks: &TaskTracker,
-    server: &crate::config::Server,
-    cfg: &Config,
-    store: &Store,
-    shelf: Arc<serve::Shelf>,
-    stop: &CancellationToken,
-) -> Result<(), Failure> {
-    let health = Arc::new(serve::Health {
+/// What `/readyz` and `/metrics` read, from one config.
+fn health_of(cfg: &Config, store: &Store) -> Arc<serve::Health> {
+    Arc::new(serve::Health {
         store: store.clone(),
         drop: cfg.paths.drop.clone(),
         schedule: cfg.publish.schedule.clone(),
         sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
         keyed: cfg.feeds.iter().filter(|f| f.access != crate::config::Access::Public).map(|f| f.name.clone()).collect(),
-    });
+    })
+}
+
+/// The tasks that follow the config: replaced as a whole by a reload.
+struct Generation {
+    token: CancellationToken,
+    tasks: TaskTracker,
+    ingest: tokio::task::JoinHandle<Result<(), crate::store::Error>>,
+}
+
+fn spawn_generation(
+    cfg: &Arc<Config>,
+    store: &Store,
+    shelf: Option<Arc<serve::Shelf>>,
+    scanned: Arc<Notify>,
+    stop: &CancellationToken,
+) -> Generation {
+    let token = stop.child_token();
+    let tasks = TaskTracker::new();
+    let changed = Arc::new(Notify::new());
+    let mut outlets = publish::Outlets { shelf, websub: None };
+    if !cfg.hubs.is_empty() {
+        let (tx, rx) = websub::channel();
+        outlets.websub = Some(tx);
+        tasks.spawn(websub::run(cfg.hubs.clone(), rx, cfg.fetch.user_agent.clone(), token.clone()));
+    }
+    let ingest = tasks.spawn(ingest::run(cfg.clone(), store.clone(), changed.clone(), scanned, token.clone()));
+    tasks.spawn(fetch::run(cfg.clone(), store.clone(), changed.clone(), token.clone()));
+    tasks.spawn(publish::run(cfg.clone(), store.clone(), changed, outlets, token.clone()));
+    tasks.close();
+    Generation { token, tasks, ingest }
+}
+
+/// What a reload cannot change without a restart (the store is open, the sockets bound).
+fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.paths.state != new.paths.state {
+        return Some("[paths] state");
+    }
+    let listen =
+        |c: &Config| c.server.as_ref().map(|s| (s.listen, s.metrics_listen, s.base_path.clone(), s.max_connections));
+    if listen(old) != listen(new) {
+        return Some("[server] listen, metrics_listen, base_path or max_connections (or the [server] table itself)");
+    }
+    None
+}
+
+/// Binds the server's listeners (a busy port stops the start with EX_TEMPFAIL) and spawns them.
+async fn spawn_server(
+    tasks: &TaskTracker,
+    server: &crate::config::Server,
+    cfg: &Config,
+    shelf: Arc<serve::Shelf>,
+    health: Arc<std::sync::RwLock<Arc<serve::Health>>>,
+    stop: &CancellationToken,
+) -> Result<(), Failure> {
     let max_age = server.cache_max_age.as_secs();
     let ctx = |metrics: bool, metrics_only: bool| {
         Arc::new(serve::Ctx {
@@ -282,6 +367,20 @@ async fn spawn_server(
         tasks.spawn(serve::run(listener, ctx(true, true), limits, stop.clone()));
     }
     Ok(())
+}
+
+/// Reads the config again for SIGHUP: the new one, or why it cannot be applied.
+async fn reload(old: &Arc<Config>) -> Result<Arc<Config>, String> {
+    let path = old.file.clone();
+    let new = tokio::task::spawn_blocking(move || Config::load(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if let Some(what) = needs_restart(old, &new) {
+        return Err(format!("{}: {what} changed; that needs a restart (systemctl restart siar)", new.file.display()));
+    }
+    prepare_dirs(&new).map_err(|f| format!("{:#}", f.error))?;
+    Ok(Arc::new(new))
 }
 
 async fn wait_for_signal() {

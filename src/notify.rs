@@ -28,6 +28,9 @@ fn target() -> Option<&'static Target> {
                 None => std::os::unix::net::SocketAddr::from_pathname(std::path::Path::new(&name)).ok()?,
             };
             let socket = UnixDatagram::unbound().ok()?;
+            // Never wait on the listener: a full queue drops the message (logged at debug level)
+            // instead of stalling the publish loop that sends it.
+            socket.set_nonblocking(true).ok()?;
             Some(Target { socket, addr })
         })
         .as_ref()

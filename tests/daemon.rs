@@ -579,3 +579,64 @@ fn systemd_unit_exposure_is_at_most_1_5() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(level <= 1.5, "exposure {level} > 1.5:\n{text}");
 }
+
+/// SIGHUP: a valid new config applies without a restart (a new feed appears, a removed one stops
+/// being published and served); an invalid one is refused, logged with its reason, and the old
+/// config keeps running. systemd hears RELOADING=1 then READY=1 each time.
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() {
+    let server = "\n[server]\nlisten = \"127.0.0.1:0\"\n";
+    let with = |feed: &str| format!("{BASE_CONFIG}{server}\n[[feed]]\nname = \"{feed}\"\n");
+    let site = Site::with_config(&with("lama"));
+    let sock_path = site.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    // Read as systemd does, all along (the queue holds only a few datagrams).
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            sink.lock().expect("lock").push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let path = sock_path.to_string_lossy().into_owned();
+    let mut daemon = site.spawn_with(&[("NOTIFY_SOCKET", path.as_str())]);
+    let addr = daemon.addr();
+    let status = |p: &str| support::http(&addr, "GET", p, &[]).status;
+    wait_until(Duration::from_secs(20), "lama served", || status("/feeds/lama.atom") == 200);
+
+    fs::write(&site.config, with("baru")).expect("config");
+    daemon.signal("HUP");
+    wait_until(Duration::from_secs(20), "baru served", || status("/feeds/baru.atom") == 200);
+    assert!(site.path("feeds/baru.rss").is_file());
+    assert_eq!(status("/feeds/lama.atom"), 404, "a removed feed is no longer served");
+    site.drop_file("kabar.txt", b"Title: Kabar sesudah reload\n\nJAKARTA - Isi kabar.\n");
+    wait_until(Duration::from_secs(20), "the new article in baru", || {
+        fs::read_to_string(site.path("feeds/baru.rss")).is_ok_and(|t| t.contains("Kabar sesudah reload"))
+    });
+    assert!(!site.feed("lama.rss").contains("Kabar sesudah reload"), "a removed feed is still published");
+    assert!(daemon.log().contains("reloaded"), "{}", daemon.log());
+
+    // An invalid config: refused with its reason; the running config goes on.
+    fs::write(&site.config, format!("{}\nbogus_key = 1\n", with("baru"))).expect("config");
+    daemon.signal("HUP");
+    let waited = std::time::Instant::now();
+    while !daemon.log().contains("reload refused") {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no refusal logged:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = daemon.log();
+    let refusal = &log[log.find("reload refused").expect("refusal")..];
+    assert!(refusal.contains("bogus_key") && refusal.contains("siar.toml"), "{refusal}");
+    site.drop_file("lagi.txt", b"Title: Kabar lagi\n\nJAKARTA - Isi kabar lagi.\n");
+    wait_until(Duration::from_secs(20), "still publishing", || {
+        fs::read_to_string(site.path("feeds/baru.rss")).is_ok_and(|t| t.contains("Kabar lagi"))
+    });
+    assert_eq!(status("/feeds/baru.atom"), 200);
+
+    let got = got.lock().expect("lock").clone();
+    assert_eq!(got.iter().filter(|m| *m == "RELOADING=1").count(), 2, "{got:?}");
+    assert_eq!(got.iter().filter(|m| *m == "READY=1").count(), 3, "{got:?}");
+    assert!(got.iter().any(|m| m.starts_with("STATUS=reload refused")), "{got:?}");
+    assert!(daemon.stop().success());
+}

@@ -31,7 +31,8 @@ pub struct Ctx {
     pub metrics: bool,
     /// Only `/metrics` (the `metrics_listen` listener).
     pub metrics_only: bool,
-    pub health: Arc<Health>,
+    /// Replaced when the config is reloaded (SIGHUP).
+    pub health: Arc<std::sync::RwLock<Arc<Health>>>,
     /// The output directory (archive pages are read from it).
     pub output: PathBuf,
     /// Archive pages read and compressed recently: path -> (mtime, length, document).
@@ -121,7 +122,7 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
             json(StatusCode::OK, "{\"status\":\"ok\"}\n".into())
         }
         Route::Readyz => {
-            let health = ctx.health.clone();
+            let health = ctx.health.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             let verdict =
                 tokio::task::spawn_blocking(move || health.ready()).await.unwrap_or_else(|e| Err(e.to_string()));
             let (status, body) = match verdict {
@@ -135,7 +136,7 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
             json(status, body)
         }
         Route::Metrics => {
-            let health = ctx.health.clone();
+            let health = ctx.health.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             let private = ctx.metrics_only;
             let body = tokio::task::spawn_blocking(move || health.metrics(private)).await.unwrap_or_default();
             crate::metrics::get().request("metrics", 200);
