@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// `[server]`: serves the feeds, the index, health and metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub listen: std::net::SocketAddr,
     /// URL path prefix, `/` or `/prefix/` (always starts and ends with `/`).

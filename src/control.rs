@@ -43,7 +43,10 @@ pub fn bind(state: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(&path)
 }
 
-pub async fn run(listener: UnixListener, store: Store, sources: Vec<String>, stop: CancellationToken) {
+/// The configured source names, replaced on a reload.
+pub type Names = std::sync::Arc<std::sync::RwLock<Vec<String>>>;
+
+pub async fn run(listener: UnixListener, store: Store, sources: Names, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             () = stop.cancelled() => break,
@@ -54,7 +57,8 @@ pub async fn run(listener: UnixListener, store: Store, sources: Vec<String>, sto
         };
         let store = store.clone();
         // One short request at a time: answering is quick and keeps shutdown simple.
-        if let Err(e) = answer(stream, store, &sources).await {
+        let names = sources.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Err(e) = answer(stream, store, &names).await {
             debug!("control socket client: {e}");
         }
     }

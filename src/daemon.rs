@@ -186,8 +186,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     }
     let scanned = Arc::new(Notify::new());
     let mut generation = spawn_generation(&cfg, &store, shelf.clone(), scanned.clone(), &stop);
-    let names = cfg.sources.iter().map(|s| s.name.clone()).collect();
-    tasks.spawn(control::run(listener, store.clone(), names, stop.clone()));
+    let names: control::Names = Arc::new(std::sync::RwLock::new(cfg.sources.iter().map(|s| s.name.clone()).collect()));
+    tasks.spawn(control::run(listener, store.clone(), names.clone(), stop.clone()));
     tasks.close();
     info!(
         "siar {} running: drop folder {}, store {}, output {}, {} feeds, {} sources, schedule {:?}",
@@ -234,6 +234,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
                             s.update(&new, Vec::new(), &Default::default());
                         }
                         *health.write().unwrap_or_else(std::sync::PoisonError::into_inner) = health_of(&new, &store);
+                        *names.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            new.sources.iter().map(|s| s.name.clone()).collect();
                         generation = spawn_generation(&new, &store, shelf.clone(), Arc::new(Notify::new()), &stop);
                         info!(
                             "reloaded {}: {} feeds, {} sources, schedule {:?}",
@@ -322,10 +324,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
     if old.paths.state != new.paths.state {
         return Some("[paths] state");
     }
-    let listen =
-        |c: &Config| c.server.as_ref().map(|s| (s.listen, s.metrics_listen, s.base_path.clone(), s.max_connections));
-    if listen(old) != listen(new) {
-        return Some("[server] listen, metrics_listen, base_path or max_connections (or the [server] table itself)");
+    if old.server != new.server {
+        return Some("[server] (its listeners and their settings are fixed while they run)");
     }
     None
 }

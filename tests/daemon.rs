@@ -634,9 +634,18 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() {
     });
     assert_eq!(status("/feeds/baru.atom"), 200);
 
+    // What cannot change while running is refused by name.
+    fs::write(&site.config, with("baru").replace("127.0.0.1:0", "127.0.0.1:1")).expect("config");
+    daemon.signal("HUP");
+    wait_until(Duration::from_secs(20), "a needs-a-restart refusal", || daemon.log().contains("needs a restart"));
+    assert!(daemon.log().contains("[server]"));
+    assert_eq!(status("/feeds/baru.atom"), 200);
+
+    let readies = || got.lock().expect("lock").iter().filter(|m| *m == "READY=1").count();
+    wait_until(Duration::from_secs(5), "READY=1 after the last reload", || readies() >= 4);
     let got = got.lock().expect("lock").clone();
-    assert_eq!(got.iter().filter(|m| *m == "RELOADING=1").count(), 2, "{got:?}");
-    assert_eq!(got.iter().filter(|m| *m == "READY=1").count(), 3, "{got:?}");
+    assert_eq!(got.iter().filter(|m| *m == "RELOADING=1").count(), 3, "{got:?}");
+    assert_eq!(got.iter().filter(|m| *m == "READY=1").count(), 4, "{got:?}");
     assert!(got.iter().any(|m| m.starts_with("STATUS=reload refused")), "{got:?}");
     assert!(daemon.stop().success());
 }
