@@ -33,6 +33,16 @@ pub struct Config {
     pub server: Option<Server>,
     /// `[websub] hubs`: hubs told about every changed feed.
     pub hubs: Vec<Url>,
+    pub log: Log,
+}
+
+/// Top-level `log_format` and `log_level`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// Lines in JSON (one object per event) instead of text.
+    pub json: bool,
+    /// A `RUST_LOG`-style filter; `$RUST_LOG` wins when set.
+    pub level: String,
 }
 
 /// `[server]`: serves the feeds, the index, health and metrics.
@@ -143,6 +153,8 @@ pub struct Source {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    log_format: Option<String>,
+    log_level: Option<String>,
     site: RawSite,
     #[serde(default)]
     paths: RawPaths,
@@ -460,7 +472,21 @@ impl Config {
         for h in &raw.websub.hubs {
             hubs.push(parse_url(h).map_err(|m| fail(format!("[websub] hubs: {h:?}: {m}")))?);
         }
-        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds, fetch, sources, server, hubs })
+        let log = Log {
+            json: match raw.log_format.as_deref().unwrap_or("text") {
+                "text" => false,
+                "json" => true,
+                other => return Err(fail(format!("log_format: {other:?}; expected \"text\" or \"json\""))),
+            },
+            level: raw.log_level.clone().unwrap_or_else(|| "info".into()),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+            return Err(fail(format!(
+                "log_level: {:?} is not a filter; expected e.g. \"info\", \"debug\" or \"info,siar::fetch=debug\"",
+                log.level
+            )));
+        }
+        Ok(Config { file: file.to_path_buf(), site, paths, ingest, publish, feeds, fetch, sources, server, hubs, log })
     }
 }
 

@@ -81,11 +81,14 @@ enum SourcesAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let path = cli
         .config
         .or_else(|| std::env::var_os("SIAR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("config/siar.toml"));
+    // Logging follows the config's log_format/log_level; a config that does not load gets the
+    // default (its error goes to stderr either way).
+    let loaded = Config::load(&path);
+    init_logging(loaded.as_ref().ok().map(|c| &c.log));
     if let Command::Keys { action: KeysAction::New { feed } } = &cli.command {
         // Works with a config that does not load yet: a keyed feed without keys is invalid.
         return match new_key(&path, feed) {
@@ -96,7 +99,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let result = Config::load(&path).map_err(|e| Failure::new(EX_CONFIG, e)).and_then(|cfg| match cli.command {
+    let result = loaded.map_err(|e| Failure::new(EX_CONFIG, e)).and_then(|cfg| match cli.command {
         Command::Run { once } => run(cfg, once),
         Command::Check => check(&cfg),
         Command::Ingest { files } => hand_in(&cfg, &files),
@@ -142,15 +145,56 @@ fn new_key(path: &std::path::Path, feed: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs go to stderr: text lines by default; under journald (`$JOURNAL_STREAM` names our stderr)
+/// without our own timestamps and with `<N>` syslog priorities, which journald reads as the
+/// entry's level; or one JSON object per event with `log_format = "json"`.
+fn init_logging(log: Option<&siar::config::Log>) {
+    use tracing_subscriber::EnvFilter;
+    let default = log.map_or("info", |l| l.level.as_str());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default},sled=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log.is_some_and(|l| l.json) {
+        builder.json().with_current_span(false).init();
+    } else if under_journald() {
+        builder.event_format(JournalLine).init();
+    } else {
+        builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Whether stderr is the journal stream systemd gave us (`$JOURNAL_STREAM` = "device:inode").
+fn under_journald() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
+    let Ok(meta) = std::fs::File::open("/proc/self/fd/2").and_then(|f| f.metadata()) else { return false };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// `<3>message key=value` (sd-daemon(3) priority prefixes; journald adds the time).
+struct JournalLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 fn run(cfg: Config, once: bool) -> Result<(), Failure> {

@@ -649,3 +649,46 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() {
     assert!(got.iter().any(|m| m.starts_with("STATUS=reload refused")), "{got:?}");
     assert!(daemon.stop().success());
 }
+
+/// Logs: JSON lines with `log_format = "json"`; under journald (`$JOURNAL_STREAM` naming stderr)
+/// `<N>` priorities and no timestamps of ours; `log_level` filters unless `$RUST_LOG` is set.
+#[test]
+fn log_formats_json_journald_and_level() {
+    let run = |top: &str, journald: bool| -> String {
+        let site = Site::with_config(&format!("{top}\n{BASE_CONFIG}"));
+        site.drop_file("satu.txt", b"Title: Satu\n\nJAKARTA - Kabar satu.\n");
+        site.drop_file("kosong.txt", b"");
+        std::thread::sleep(Duration::from_millis(300));
+        let log = site.path("stderr.log");
+        let file = fs::File::create(&log).expect("log");
+        let mut cmd = site.command(&["run", "--once"]);
+        cmd.env_remove("RUST_LOG").stderr(file.try_clone().expect("clone"));
+        if journald {
+            use std::os::unix::fs::MetadataExt;
+            let meta = file.metadata().expect("meta");
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        assert!(cmd.status().expect("run").success());
+        fs::read_to_string(&log).expect("read log")
+    };
+    let json = run("log_format = \"json\"", false);
+    assert!(json.lines().count() >= 3, "{json}");
+    for line in json.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    assert!(json.contains("\"WARN\"") && json.contains("kosong.txt"), "{json}");
+
+    let journal = run("", true);
+    assert!(journal.lines().any(|l| l.starts_with("<6>ingested satu.txt")), "{journal}");
+    assert!(journal.lines().any(|l| l.starts_with("<4>rejected kosong.txt")), "{journal}");
+    assert!(journal.lines().all(|l| l.starts_with('<')), "own timestamps under journald:\n{journal}");
+
+    let quiet = run("log_level = \"warn\"", false);
+    assert!(quiet.contains("rejected kosong.txt") && !quiet.contains("ingested satu.txt"), "{quiet}");
+
+    let bad = Site::with_config(&format!("log_format = \"xml\"\n{BASE_CONFIG}"));
+    let out = bad.siar(&["check"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+}
