@@ -727,3 +727,27 @@ fn sigterm_during_a_large_ingest_stops_cleanly_and_loses_nothing() {
     assert_eq!(articles.len(), N);
     assert!(articles.iter().all(|a| a["version"] == 1));
 }
+
+/// A write that keeps failing (a full disk fails every pass) is logged once per episode, the
+/// previous file stays, and the recovery is logged when the write works again.
+#[test]
+fn a_failing_output_is_logged_once_per_episode_and_recovers() {
+    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "the first feed", || site.path("feeds/all.rss").is_file());
+    wait_until(Duration::from_secs(20), "the article", || site.feed("all.rss").contains("<item>"));
+    let old_rss = site.feed("all.rss");
+    fs::create_dir(site.path("feeds/.all.rss.siar-tmp")).expect("mkdir");
+    site.drop_file("b.txt", &fixture("dateline-credits.txt"));
+    // Several passes (one per second) fail on the same file.
+    wait_until(Duration::from_secs(20), "the failure", || daemon.log().contains("cannot write"));
+    std::thread::sleep(Duration::from_millis(3500));
+    let errors = daemon.log().lines().filter(|l| l.contains("cannot write") && l.contains("all.rss")).count();
+    assert_eq!(errors, 1, "{}", daemon.log());
+    assert_eq!(site.feed("all.rss"), old_rss, "the previous RSS stays, whole");
+    fs::remove_dir(site.path("feeds/.all.rss.siar-tmp")).expect("rmdir");
+    wait_until(Duration::from_secs(20), "the recovery", || site.feed("all.rss").contains("Hujan deras"));
+    assert!(daemon.log().contains("publishing recovered"), "{}", daemon.log());
+    assert!(daemon.stop().success());
+}

@@ -197,6 +197,8 @@ pub struct Publisher {
     keyed: HashMap<(String, &'static str), (blake3::Hash, std::time::SystemTime)>,
     /// Feeds whose archive files were checked (once per process).
     archives_checked: std::collections::HashSet<String>,
+    /// Files whose last write failed: an episode is logged once, and its end.
+    failing: std::collections::HashSet<std::path::PathBuf>,
 }
 
 /// A feed's articles, newest first: the selectors, the limit and, with `per_source_limit`, at
@@ -287,6 +289,9 @@ impl Publisher {
                 };
                 match outcome {
                     Ok((changed, modified)) => {
+                        if self.failing.remove(path) {
+                            info!("{} is written again; publishing recovered", path.display());
+                        }
                         if changed {
                             report.written += 1;
                             info!(
@@ -304,7 +309,15 @@ impl Publisher {
                     Err(e) => {
                         all_ok = false;
                         report.failed += 1;
-                        error!("cannot write {}: {e}; the previous file stays", path.display());
+                        // Once per episode (a full disk fails every pass): then quieter until it recovers.
+                        if self.failing.insert(path.clone()) {
+                            error!(
+                                "cannot write {}: {e}; the previous file stays, and publishing retries on every pass (logged again when it recovers)",
+                                path.display()
+                            );
+                        } else {
+                            debug!("still cannot write {}: {e}", path.display());
+                        }
                     }
                 }
             }
