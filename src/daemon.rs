@@ -205,10 +205,12 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     tokio::select! {
         () = scanned.notified() => {
             notify::send("READY=1");
-            notify::status(&publish::status_line(&cfg, &store));
+            notify::status(|| publish::status_line(&cfg, &store));
         }
         _ = term.recv() => stop.cancel(),
         _ = int.recv() => stop.cancel(),
+        // A task that fails (the store) cancels its generation: the daemon stops with it.
+        () = generation.token.cancelled() => stop.cancel(),
         () = stop.cancelled() => {}
     }
     let mut cfg = cfg;
@@ -223,6 +225,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
                 break;
             }
             () = stop.cancelled() => break,
+            // Only a failing task cancels a generation (a reload replaces it in its own branch).
+            () = generation.token.cancelled() => break,
             _ = hup.recv() => {
                 notify::send("RELOADING=1");
                 match reload(&cfg).await {
@@ -245,11 +249,11 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
                             new.publish.schedule.text()
                         );
                         cfg = new;
-                        notify::status(&publish::status_line(&cfg, &store));
+                        notify::status(|| publish::status_line(&cfg, &store));
                     }
                     Err(why) => {
                         error!("reload refused, still running on the previous config: {why}");
-                        notify::status(&format!("reload refused, running on the previous config: {why}"));
+                        notify::status(|| format!("reload refused, running on the previous config: {why}"));
                     }
                 }
                 notify::send("READY=1");

@@ -45,9 +45,12 @@ pub fn send(state: &str) {
     }
 }
 
-/// A one-line status for `systemctl status` (newlines would end it).
-pub fn status(text: &str) {
-    send(&format!("STATUS={}", text.replace('\n', " ")));
+/// A one-line status for `systemctl status` (newlines would end it). The text is only made
+/// under systemd: a summary can cost a store scan.
+pub fn status(text: impl FnOnce() -> String) {
+    if target().is_some() {
+        send(&format!("STATUS={}", text().replace('\n', " ")));
+    }
 }
 
 /// The watchdog interval systemd expects pings within (`$WATCHDOG_USEC`, for this process).

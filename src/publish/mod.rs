@@ -378,7 +378,7 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
         }
         // Ready only once what was published is also what is served.
         crate::metrics::get().pass_done(report.failed == 0);
-        crate::notify::status(&status_line(&cfg, &store));
+        crate::notify::status(|| status_line(&cfg, &store));
         Ok::<_, crate::store::Error>(report)
     })
     .await;

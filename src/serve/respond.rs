@@ -96,8 +96,7 @@ fn route<'a>(path: &'a str, ctx: &Ctx) -> Option<Route<'a>> {
 pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
     let path = req.uri().path();
     let Some(route) = route(path, &ctx) else {
-        crate::metrics::get().request("other", 404);
-        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+        return not_found("other");
     };
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed.
     // So is a target that is not a path (authority form on a GET), and so are two Hosts.
@@ -154,8 +153,7 @@ pub async fn handle<B>(req: Request<B>, ctx: Arc<Ctx>) -> Response<Body> {
 
 fn feed<B>(snapshot: &super::shelf::Snapshot, name: &str, i: usize, req: &Request<B>, ctx: &Ctx) -> Response<Body> {
     let Some(entry) = snapshot.feeds.get(name) else {
-        crate::metrics::get().request("other", 404);
-        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+        return not_found("other");
     };
     let cache_control = match &entry.access {
         Access::Public => &ctx.cache_control,
@@ -209,8 +207,7 @@ async fn archive<B>(
     let Some(entry) =
         snapshot.feeds.get(name).filter(|e| e.access == Access::Public && (1..=e.archive_pages).contains(&n))
     else {
-        crate::metrics::get().request("archive", 404);
-        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+        return not_found("archive");
     };
     let ext = crate::publish::FORMATS[i];
     let dir = ctx.output.join(name);
@@ -218,8 +215,7 @@ async fn archive<B>(
     let c = ctx.clone();
     let loaded = tokio::task::spawn_blocking(move || load_archive(&c, &dir, &path, ext)).await;
     let Ok(Ok(doc)) = loaded else {
-        crate::metrics::get().request("archive", 404);
-        return text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n");
+        return not_found("archive");
     };
     let forever = HeaderValue::from_static("public, max-age=31536000, immutable");
     let cache_control = if n < entry.archive_pages { &forever } else { &ctx.cache_control };
@@ -372,6 +368,12 @@ fn presented_key<B>(req: &Request<B>) -> Option<String> {
     }
     let query = req.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned())
+}
+
+/// The one 404 every unknown, unpublished-archive or unreadable path gets (counted by route).
+fn not_found(route: &'static str) -> Response<Body> {
+    crate::metrics::get().request(route, 404);
+    text(StatusCode::NOT_FOUND, "404 Not Found: no such feed or page here\n")
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

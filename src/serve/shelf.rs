@@ -59,8 +59,7 @@ impl Doc {
         content_type: &'static str,
     ) -> Doc {
         // HTTP dates have whole seconds: compare and send the truncated time.
-        let secs = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let modified = UNIX_EPOCH + Duration::from_secs(secs);
+        let modified = trunc(modified);
         let value = |v: String| HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("\"x\""));
         let register = |b: Option<&Bytes>| b.and_then(|b| super::zerocopy::register(b));
         Doc {
