@@ -176,16 +176,13 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let tasks = TaskTracker::new();
     let health = Arc::new(std::sync::RwLock::new(health_of(&cfg, &store)));
-    let mut shelf = None;
+    let mut serving = None;
     if let Some(server) = &cfg.server {
-        let s = Arc::new(serve::Shelf::default());
-        // Every configured feed answers 503 + Retry-After (not 404) until its first publish.
-        s.update(&cfg, Vec::new(), &Default::default());
-        shelf = Some(s.clone());
-        spawn_server(&tasks, server, &cfg, s, health.clone(), &stop).await?;
+        serving = Some(spawn_server(&tasks, server, &cfg, None, health.clone(), &stop).await?);
     }
+    let shelf = |serving: &Option<Serving>| serving.as_ref().map(|s| s.shelf.clone());
     let scanned = Arc::new(Notify::new());
-    let mut generation = spawn_generation(&cfg, &store, shelf.clone(), scanned.clone(), &stop);
+    let mut generation = spawn_generation(&cfg, &store, shelf(&serving), scanned.clone(), &stop);
     let names: control::Names = Arc::new(std::sync::RwLock::new(cfg.sources.iter().map(|s| s.name.clone()).collect()));
     tasks.spawn(control::run(listener, store.clone(), names.clone(), stop.clone()));
     tasks.close();
@@ -229,18 +226,36 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
             () = generation.token.cancelled() => break,
             _ = hup.recv() => {
                 notify::send("RELOADING=1");
-                match reload(&cfg).await {
-                    Ok(new) => {
+                let reloaded = match reload(&cfg).await {
+                    // The server first: a listener that cannot be bound refuses the whole reload.
+                    Ok(new) if new.server != cfg.server => match &new.server {
+                        Some(server) => spawn_server(&tasks, server, &new, serving.as_ref(), health.clone(), &stop)
+                            .await
+                            .map(|s| (new.clone(), Some(Some(s))))
+                            .map_err(|f| format!("{:#}", f.error)),
+                        None => Ok((new, Some(None))),
+                    },
+                    Ok(new) => Ok((new, None)),
+                    Err(why) => Err(why),
+                };
+                match reloaded {
+                    Ok((new, next_serving)) => {
+                        if let Some(next) = next_serving {
+                            // The old listeners stop accepting; their connections finish the request in hand.
+                            if let Some(old) = std::mem::replace(&mut serving, next) {
+                                old.token.cancel();
+                            }
+                        }
                         // The old generation finishes the file or poll in hand; then the new one starts.
                         generation.token.cancel();
                         let _ = tokio::time::timeout(SHUTDOWN_GRACE, generation.tasks.wait()).await;
-                        if let Some(s) = &shelf {
+                        if let Some(s) = shelf(&serving) {
                             s.update(&new, Vec::new(), &Default::default());
                         }
                         *health.write().unwrap_or_else(std::sync::PoisonError::into_inner) = health_of(&new, &store);
                         *names.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                             new.sources.iter().map(|s| s.name.clone()).collect();
-                        generation = spawn_generation(&new, &store, shelf.clone(), Arc::new(Notify::new()), &stop);
+                        generation = spawn_generation(&new, &store, shelf(&serving), Arc::new(Notify::new()), &stop);
                         info!(
                             "reloaded {}: {} feeds, {} sources, schedule {:?}",
                             new.file.display(),
@@ -323,26 +338,54 @@ fn spawn_generation(
     Generation { token, tasks, ingest }
 }
 
-/// What a reload cannot change without a restart (the store is open, the sockets bound).
+/// What a reload cannot change without a restart (the store is open).
 fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
-    if old.paths.state != new.paths.state {
-        return Some("[paths] state");
-    }
-    if old.server != new.server {
-        return Some("[server] (its listeners and their settings are fixed while they run)");
-    }
-    None
+    (old.paths.state != new.paths.state).then_some("[paths] state")
 }
 
-/// Binds the server's listeners (a busy port stops the start with EX_TEMPFAIL) and spawns them.
+/// The running server: its settings, its listeners (kept by a reload that leaves their address
+/// alone, so no connection is refused) and the token that stops it.
+struct Serving {
+    server: crate::config::Server,
+    listen: Arc<tokio::net::TcpListener>,
+    metrics: Option<Arc<tokio::net::TcpListener>>,
+    shelf: Arc<serve::Shelf>,
+    token: CancellationToken,
+}
+
+/// Binds the server's listeners (a busy port is EX_TEMPFAIL) and spawns them; `old`, a server
+/// being replaced by a reload, lends its listeners whose address stays and its shelf.
 async fn spawn_server(
     tasks: &TaskTracker,
     server: &crate::config::Server,
     cfg: &Config,
-    shelf: Arc<serve::Shelf>,
+    old: Option<&Serving>,
     health: Arc<std::sync::RwLock<Arc<serve::Health>>>,
     stop: &CancellationToken,
-) -> Result<(), Failure> {
+) -> Result<Serving, Failure> {
+    let listen = match old.filter(|o| o.server.listen == server.listen) {
+        Some(o) => o.listen.clone(),
+        None => Arc::new(serve::bind(server.listen, "listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?),
+    };
+    let metrics = match server.metrics_listen {
+        None => None,
+        Some(addr) => {
+            Some(match old.filter(|o| o.server.metrics_listen == Some(addr)).and_then(|o| o.metrics.clone()) {
+                Some(l) => l,
+                None => Arc::new(serve::bind(addr, "metrics_listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?),
+            })
+        }
+    };
+    let shelf = match old {
+        Some(o) => o.shelf.clone(),
+        None => {
+            let s = Arc::new(serve::Shelf::default());
+            // Every configured feed answers 503 + Retry-After (not 404) until its first publish.
+            s.update(cfg, Vec::new(), &Default::default());
+            s
+        }
+    };
+    let token = stop.child_token();
     let max_age = server.cache_max_age.as_secs();
     let ctx = |metrics: bool, metrics_only: bool| {
         Arc::new(serve::Ctx {
@@ -364,13 +407,11 @@ async fn spawn_server(
         keep_alive: server.keep_alive,
         max_connections: server.max_connections,
     });
-    let listener = serve::bind(server.listen, "listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
-    tasks.spawn(serve::run(listener, ctx(server.metrics_listen.is_none(), false), limits.clone(), stop.clone()));
-    if let Some(addr) = server.metrics_listen {
-        let listener = serve::bind(addr, "metrics_listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?;
-        tasks.spawn(serve::run(listener, ctx(true, true), limits, stop.clone()));
+    tasks.spawn(serve::run(listen.clone(), ctx(server.metrics_listen.is_none(), false), limits.clone(), token.clone()));
+    if let Some(listener) = &metrics {
+        tasks.spawn(serve::run(listener.clone(), ctx(true, true), limits, token.clone()));
     }
-    Ok(())
+    Ok(Serving { server: server.clone(), listen, metrics, shelf, token })
 }
 
 /// Reads the config again for SIGHUP: the new one, or why it cannot be applied.

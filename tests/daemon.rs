@@ -635,10 +635,10 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() {
     assert_eq!(status("/feeds/baru.atom"), 200);
 
     // What cannot change while running is refused by name.
-    fs::write(&site.config, with("baru").replace("127.0.0.1:0", "127.0.0.1:1")).expect("config");
+    fs::write(&site.config, with("baru").replace("state = \"state\"", "state = \"state2\"")).expect("config");
     daemon.signal("HUP");
     wait_until(Duration::from_secs(20), "a needs-a-restart refusal", || daemon.log().contains("needs a restart"));
-    assert!(daemon.log().contains("[server]"));
+    assert!(daemon.log().contains("[paths] state"));
     assert_eq!(status("/feeds/baru.atom"), 200);
 
     let readies = || got.lock().expect("lock").iter().filter(|m| *m == "READY=1").count();

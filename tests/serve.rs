@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -546,6 +547,54 @@ fn base_path_prefixes_every_route() {
     assert_eq!(get(&addr, "/berita", &[]).status, 200);
     assert_eq!(get(&addr, "/xxxxxx", &[]).status, 404, "same length as the prefix, not the prefix");
     assert_eq!(get(&addr, "/berita/healthz", &[]).status, 200);
+}
+
+/// SIGHUP applies a [server] change: a new address is bound before the old one closes, settings
+/// change on a kept listener, and a port that cannot be bound refuses the reload.
+#[test]
+fn sighup_moves_the_listener_and_applies_server_settings() {
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let with = |server: &str| format!("{BASE_CONFIG}\n[server]\n{server}\n");
+    let site = Site::with_config(&with("listen = \"127.0.0.1:0\""));
+    site.drop_file("satu.txt", &article("satu", "Banjir surut", "2026-11-20 09:30"));
+    let daemon = site.spawn();
+    let old = daemon.addr();
+    wait_served(&old, "/feeds/all.atom", "Banjir surut");
+    let reloads = |n: usize| {
+        wait_until(Duration::from_secs(20), &format!("reload {n}"), || {
+            let log = daemon.log();
+            log.matches("reloaded ").count() + log.matches("reload refused").count() >= n
+        })
+    };
+
+    // A new address, and a base path: served there at once, the old port closes.
+    let moved = format!("127.0.0.1:{}", free_port());
+    fs::write(&site.config, with(&format!("listen = \"{moved}\"\nbase_path = \"/siar/\""))).expect("config");
+    daemon.signal("HUP");
+    reloads(1);
+    assert!(!daemon.log().contains("reload refused"), "{}", daemon.log());
+    wait_served(&moved, "/siar/feeds/all.atom", "Banjir surut");
+    assert_eq!(get(&moved, "/feeds/all.atom", &[]).status, 404, "the new base_path applies");
+    wait_until(Duration::from_secs(10), "the old port to close", || TcpStream::connect(&old).is_err());
+
+    // The same address, other settings: the listener is kept (no bind, no refused connection).
+    fs::write(&site.config, with(&format!("listen = \"{moved}\"\nbase_path = \"/\""))).expect("config");
+    daemon.signal("HUP");
+    reloads(2);
+    wait_served(&moved, "/feeds/all.atom", "Banjir surut");
+    assert_eq!(get(&moved, "/siar/feeds/all.atom", &[]).status, 404);
+
+    // A port that is taken: the reload is refused by name, the server stays where it is.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr");
+    fs::write(&site.config, with(&format!("listen = \"{busy}\""))).expect("config");
+    daemon.signal("HUP");
+    reloads(3);
+    let log = daemon.log();
+    let refusal = &log[log.find("reload refused").expect("a refusal")..];
+    assert!(refusal.contains("[server] listen") && refusal.contains(&busy.to_string()), "{refusal}");
+    assert_eq!(get(&moved, "/feeds/all.atom", &[]).status, 200, "the running server stopped");
+    drop(taken);
 }
 
 /// newsboat, a real feed reader, reloads the served Atom feed and stores every item.

@@ -51,7 +51,7 @@ pub async fn bind(addr: SocketAddr, key: &str) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections until `stop`, then lets the ones in hand finish (bounded).
-pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, limits: Arc<Limits>, stop: CancellationToken) {
+pub async fn run(listener: Arc<TcpListener>, ctx: Arc<Ctx>, limits: Arc<Limits>, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!("listening on {addr}{}", if ctx.metrics_only { " (metrics)" } else { "" });
     }
