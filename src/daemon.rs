@@ -41,7 +41,8 @@ impl Failure {
 
 impl From<crate::store::Error> for Failure {
     fn from(e: crate::store::Error) -> Failure {
-        Failure::new(e.exit_code(), e)
+        // The message already carries sled's error: one line, not the chain again.
+        Failure::new(e.exit_code(), anyhow::anyhow!(e.to_string()))
     }
 }
 

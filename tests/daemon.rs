@@ -751,3 +751,88 @@ fn a_failing_output_is_logged_once_per_episode_and_recovers() {
     assert!(daemon.log().contains("publishing recovered"), "{}", daemon.log());
     assert!(daemon.stop().success());
 }
+
+/// A full disk for real (a small tmpfs): under the output, the previous feeds stay whole and each
+/// failing file is logged once; under the drop folder, a file that cannot be moved to failed/ stays
+/// where it is (logged once, retried every rescan); both resume by themselves when space returns.
+#[test]
+fn a_full_disk_keeps_the_previous_feeds_and_the_dropped_files_and_work_resumes() {
+    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    let Some(output) = support::Tmpfs::mount(&site.path("feeds"), "512k") else { return };
+    let Some(drop) = support::Tmpfs::mount(&site.drop_dir(), "512k") else { return };
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "the first article published", || {
+        fs::read_to_string(site.path("feeds/all.rss")).is_ok_and(|t| t.contains("<item>"))
+    });
+    let files = ["all.rss", "all.atom", "all.json"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| fs::read(site.path("feeds").join(f)).expect("feed")).collect();
+    // Written before the disks fill, renamed in after: a good article and an empty one to refuse.
+    fs::write(site.drop_dir().join(".b.tmp"), fixture("dateline-credits.txt")).expect("write");
+    fs::write(site.drop_dir().join(".kosong.tmp"), b"  \n").expect("write");
+    output.fill();
+    drop.fill();
+    fs::rename(site.drop_dir().join(".b.tmp"), site.drop_dir().join("b.txt")).expect("rename");
+    fs::rename(site.drop_dir().join(".kosong.tmp"), site.drop_dir().join("kosong.txt")).expect("rename");
+
+    wait_until(Duration::from_secs(20), "the failures", || {
+        let log = daemon.log();
+        log.contains("cannot write") && log.contains("kosong.txt")
+    });
+    // Several publishes (one per second) and rescans (one per second) fail again meanwhile.
+    std::thread::sleep(Duration::from_millis(3500));
+    let log = daemon.log();
+    for f in files {
+        let n = log.lines().filter(|l| l.contains("cannot write") && l.contains(f)).count();
+        assert_eq!(n, 1, "{f} failing logged {n} times:\n{log}");
+    }
+    assert_eq!(log.lines().filter(|l| l.contains("kosong.txt") && l.contains("cannot move")).count(), 1, "{log}");
+    for (f, old) in files.iter().zip(&before) {
+        assert_eq!(&fs::read(site.path("feeds").join(f)).expect("feed"), old, "{f} changed on a full disk");
+    }
+    assert_eq!(site.pending(), vec!["kosong.txt".to_string()], "the refused file must stay in the drop folder");
+    assert!(site.files_in("drop/done").contains(&"b.txt".to_string()), "a stored article's file is moved (a rename)");
+
+    output.free();
+    drop.free();
+    wait_until(Duration::from_secs(20), "publishing again", || site.feed("all.rss").contains("Hujan deras"));
+    wait_until(Duration::from_secs(20), "the refused file moved", || site.pending().is_empty());
+    assert!(site.path("drop/failed/kosong.txt.error").is_file());
+    let log = daemon.log();
+    assert!(log.contains("publishing recovered") && log.contains("works again"), "{log}");
+    assert!(daemon.stop().success());
+}
+
+/// A full disk under the store (a small tmpfs): sled cannot go on after a failed write, so siar
+/// stops with 75 (temporary; systemd restarts it) naming the store and the cause; the files it
+/// had not acknowledged stay in the drop folder and are stored once when space returns.
+#[test]
+fn a_full_disk_under_the_store_stops_siar_with_75_and_loses_nothing() {
+    let site = Site::new();
+    let Some(state) = support::Tmpfs::mount(&site.path("state"), "8m") else { return };
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "a.txt stored", || site.files_in("drop/done").len() == 1);
+    state.fill();
+    for i in 0..5 {
+        let body = format!("Title: Kabar panjang {i}\n\nJAKARTA - {}\n", "kata demi kata ".repeat(2000));
+        site.drop_file(&format!("panjang-{i}.txt"), body.as_bytes());
+    }
+    let status = daemon.wait(Duration::from_secs(30));
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(75), "{log}");
+    assert!(
+        log.contains("no space left on device") && log.contains(&site.path("state").display().to_string()),
+        "{log}"
+    );
+    assert_eq!(site.pending().len(), 5, "an unacknowledged file left the drop folder:\n{log}");
+    assert_eq!(site.files_in("drop/done").len(), 1);
+
+    state.free();
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(30), "the rest stored", || site.pending().is_empty());
+    assert!(daemon.stop().success());
+    let articles = site.list();
+    assert_eq!(articles.len(), 6, "{articles:?}");
+    assert!(articles.iter().all(|a| a["version"] == 1));
+}

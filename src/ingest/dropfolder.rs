@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Reject;
 use crate::config::Ingest;
@@ -75,8 +75,10 @@ pub struct DropFolder {
     max_size: u64,
     /// Unsettled files: (size, mtime) when first seen unchanged, and since when.
     seen: HashMap<OsString, (u64, SystemTime, Instant)>,
-    /// Files that could not be moved away, skipped while unchanged (no hot loop), with the (size, mtime) seen.
-    stuck: HashMap<OsString, (u64, SystemTime)>,
+    /// Files that could not be moved away (a full disk, a permission), with the (size, mtime) seen
+    /// and the last try: retried every `retry` while unchanged (no hot loop), at once when changed.
+    stuck: HashMap<OsString, (u64, SystemTime, Instant)>,
+    retry: Duration,
     /// Entries already warned about (symlinks, directories, ...).
     warned: HashSet<OsString>,
 }
@@ -98,6 +100,7 @@ impl DropFolder {
             max_size: cfg.max_size,
             seen: HashMap::new(),
             stuck: HashMap::new(),
+            retry: cfg.rescan,
             warned: HashSet::new(),
         }
     }
@@ -147,11 +150,12 @@ impl DropFolder {
             }
             let (size, mtime) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
             present.insert(name.clone());
-            if let Some(&(s, m)) = self.stuck.get(&name) {
-                if (s, m) == (size, mtime) {
+            if let Some(&(s, m, tried)) = self.stuck.get(&name) {
+                if (s, m) != (size, mtime) {
+                    self.stuck.remove(&name);
+                } else if tried.elapsed() < self.retry {
                     continue;
                 }
-                self.stuck.remove(&name);
             }
             let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
             let steady_since = match self.seen.get(&name) {
@@ -274,9 +278,20 @@ impl DropFolder {
         Ok(Some(to))
     }
 
-    /// Skips this file while it stays as it is: moving it failed and retrying would only spin.
-    pub fn mark_stuck(&mut self, entry: &Entry) {
-        self.stuck.insert(entry.name.clone(), (entry.size, entry.mtime));
+    /// Records how moving `entry` away went. A failure starts an episode: the file is retried once
+    /// per `rescan` while it stays as it is (at once would only spin). True when a retry failed
+    /// again (neither logged nor counted again).
+    pub fn note_move(&mut self, entry: &Entry, moved: bool) -> bool {
+        let key = (entry.size, entry.mtime);
+        if moved {
+            if self.stuck.remove(&entry.name).is_some() {
+                info!("{}: moving files out of the drop folder works again", entry.display_name());
+            }
+            return false;
+        }
+        let again = self.stuck.get(&entry.name).is_some_and(|&(s, m, _)| (s, m) == key);
+        self.stuck.insert(entry.name.clone(), (key.0, key.1, Instant::now()));
+        again
     }
 
     /// Makes the renames of a batch durable.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use article::{Incoming, build, parse_date};
 pub use dropfolder::DropFolder;
@@ -206,25 +206,33 @@ pub fn pass(
             store.flush()?;
         }
         for (entry, line) in done {
-            match folder.archive(&entry) {
+            let moved = folder.archive(&entry);
+            let failed_again = folder.note_move(&entry, moved.is_ok());
+            match moved {
                 Ok(Some(to)) => info!("ingested {}: {line}; moved to {}", entry.display_name(), dropfolder::shown(&to)),
                 Ok(None) => info!(
                     "ingested {}: {line}; a new version replaced it meanwhile and is read next",
                     entry.display_name()
                 ),
+                Err(e) if !failed_again => error!(
+                    "ingested {} ({line}) but cannot move it to {}: {e}; it stays in the drop folder and is \
+                     retried every rescan (logged once)",
+                    entry.display_name(),
+                    folder.done_dir().display()
+                ),
                 Err(e) => {
-                    folder.mark_stuck(&entry);
-                    error!(
-                        "ingested {} ({line}) but cannot move it to {}: {e}; it stays in the drop folder and is skipped until it changes",
-                        entry.display_name(),
-                        folder.done_dir().display()
-                    )
+                    debug!("{}: still cannot move it to {}: {e}", entry.display_name(), folder.done_dir().display())
                 }
             }
         }
         for (entry, reject, hash) in failed {
-            report.rejected += 1;
-            match folder.reject(&entry, &reject, hash) {
+            let moved = folder.reject(&entry, &reject, hash);
+            // A retry that fails again is neither logged nor counted again.
+            let failed_again = folder.note_move(&entry, moved.is_ok());
+            if !failed_again {
+                report.rejected += 1;
+            }
+            match moved {
                 Ok(None) => {
                     info!("{} was replaced while being read; the new version is read next", entry.display_name())
                 }
@@ -235,15 +243,16 @@ pub fn pass(
                     reject.code,
                     dropfolder::shown(&to)
                 ),
+                Err(e) if !failed_again => error!(
+                    "rejected {}: {} [{}], but cannot move it to {}: {e}; it stays in the drop folder and is \
+                     retried every rescan (logged once)",
+                    entry.display_name(),
+                    reject.reason,
+                    reject.code,
+                    folder.failed_dir().display()
+                ),
                 Err(e) => {
-                    folder.mark_stuck(&entry);
-                    error!(
-                        "rejected {}: {} [{}], but cannot move it to {}: {e}; it stays in the drop folder",
-                        entry.display_name(),
-                        reject.reason,
-                        reject.code,
-                        folder.failed_dir().display()
-                    )
+                    debug!("{}: still cannot move it to {}: {e}", entry.display_name(), folder.failed_dir().display())
                 }
             }
         }

@@ -20,18 +20,30 @@ const CACHE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the store {path} is in use by another process (a running siar?): {source}")]
+    #[error("the store {path} is in use by another process (a running siar?): {}", describe(.source))]
     Locked { path: PathBuf, source: sled::Error },
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}: {}", describe(.source))]
     Open { path: PathBuf, source: sled::Error },
     #[error(
         "the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar or rebuild the store"
     )]
     Schema { path: PathBuf, found: u32 },
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {}", describe(.source))]
     Sled { path: PathBuf, source: sled::Error },
     #[error("store {path}: a stored record is unreadable: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+}
+
+/// sled's I/O errors in words (its own Display shows the Debug form), with what to do on a full disk.
+fn describe(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            "no space left on device: free space on that disk; siar exits 75 (temporary) and systemd restarts it"
+                .to_string()
+        }
+        sled::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl Error {

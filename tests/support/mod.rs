@@ -328,3 +328,62 @@ impl Daemon {
         self.addr_of(false)
     }
 }
+
+/// A small tmpfs mounted over a directory for a test's life, to run out of space for real. Needs
+/// root and a kernel that lets it mount; `None` (with the reason printed) otherwise.
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: a full-disk test needs root to mount a tmpfs");
+            return None;
+        }
+        fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount");
+        if !out.status.success() {
+            eprintln!("SKIPPED: a full-disk test cannot mount a tmpfs here: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(Tmpfs { dir: dir.to_path_buf() })
+    }
+
+    /// Fills every free byte with `<dir>/.filler` (a dotfile: the drop folder ignores it).
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = fs::File::create(self.filler()).expect("filler");
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", self.dir.display()),
+            }
+        }
+        // The last partial page too.
+        while f.write(&[0x5a]).is_ok_and(|n| n == 1) {}
+    }
+
+    /// Gives the space back.
+    pub fn free(&self) {
+        fs::remove_file(self.filler()).expect("remove the filler");
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.dir.join(".filler")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
