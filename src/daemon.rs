@@ -55,16 +55,20 @@ pub enum DirState {
 /// A configured directory must be a writable directory, or not exist yet (then it is created).
 pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            if is_writable(path) {
-                Ok(DirState::Ready)
-            } else {
-                Err(Failure::new(
-                    EX_CANTCREAT,
-                    anyhow::anyhow!("[paths] {key}: {} is not writable by this user", path.display()),
-                ))
-            }
-        }
+        Ok(m) if m.is_dir() => match writable(path) {
+            Ok(()) => Ok(DirState::Ready),
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => Err(Failure::new(
+                EX_CANTCREAT,
+                anyhow::anyhow!("[paths] {key}: {} is on a read-only file system; mount it read-write", path.display()),
+            )),
+            Err(e) => Err(Failure::new(
+                EX_CANTCREAT,
+                anyhow::anyhow!(
+                    "[paths] {key}: {} is not writable by this user ({e}); fix its owner or mode",
+                    path.display()
+                ),
+            )),
+        },
         Ok(_) => Err(Failure::new(
             EX_CONFIG,
             anyhow::anyhow!(
@@ -79,11 +83,11 @@ pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
     }
 }
 
-fn is_writable(path: &Path) -> bool {
+fn writable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// Checks the config's directories in file terms, creating missing ones (logged).

@@ -697,6 +697,16 @@ fn log_formats_json_journald_and_level() {
 /// article stored once, every other file still in the drop folder; a restart finishes the rest.
 #[test]
 fn sigterm_during_a_large_ingest_stops_cleanly_and_loses_nothing() {
+    stop_during_a_large_ingest(&["TERM"]);
+}
+
+/// SIGINT works as SIGTERM, and a second signal stops at once, still without harm to the store.
+#[test]
+fn a_second_sigint_stops_at_once_and_still_loses_nothing() {
+    stop_during_a_large_ingest(&["INT", "INT"]);
+}
+
+fn stop_during_a_large_ingest(signals: &[&str]) {
     const N: usize = 3000;
     let site = Site::new();
     fs::create_dir_all(site.drop_dir()).expect("mkdir");
@@ -709,10 +719,15 @@ fn sigterm_during_a_large_ingest_stops_cleanly_and_loses_nothing() {
     support::wait_until_every(Duration::from_secs(60), Duration::from_millis(2), "ingest under way", || {
         site.files_in("drop/done").len() >= N / 10
     });
-    daemon.signal("TERM");
     let started = std::time::Instant::now();
+    for sig in signals {
+        daemon.signal(sig);
+    }
     let status = daemon.wait(Duration::from_secs(25));
     assert!(status.success(), "{status:?}\n{}", daemon.log());
+    if signals.len() > 1 {
+        assert!(daemon.log().contains("second signal"), "{}", daemon.log());
+    }
     assert!(started.elapsed() < Duration::from_secs(21), "took {:?}", started.elapsed());
     let (done, pending) = (site.files_in("drop/done").len(), site.pending().len());
     assert!(pending > 0, "the stop did not land mid-ingest; the test proved nothing");
@@ -835,4 +850,40 @@ fn a_full_disk_under_the_store_stops_siar_with_75_and_loses_nothing() {
     let articles = site.list();
     assert_eq!(articles.len(), 6, "{articles:?}");
     assert!(articles.iter().all(|a| a["version"] == 1));
+}
+
+/// A read-only output file system (a tmpfs remounted read-only, which stops root too): the running
+/// daemon keeps the previous feeds and logs each failing file once; a start refuses with exit 73
+/// naming the directory; read-write again, publishing resumes.
+#[test]
+fn a_read_only_output_keeps_the_previous_feeds_and_a_start_is_refused() {
+    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    let Some(output) = support::Tmpfs::mount(&site.path("feeds"), "1m") else { return };
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "the first article published", || {
+        fs::read_to_string(site.path("feeds/all.rss")).is_ok_and(|t| t.contains("<item>"))
+    });
+    let files = ["all.rss", "all.atom", "all.json"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| fs::read(site.path("feeds").join(f)).expect("feed")).collect();
+    output.read_only(true);
+    site.drop_file("b.txt", &fixture("dateline-credits.txt"));
+    wait_until(Duration::from_secs(20), "the failure", || daemon.log().contains("cannot write"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = daemon.log();
+    for (f, old) in files.iter().zip(&before) {
+        assert_eq!(log.lines().filter(|l| l.contains("cannot write") && l.contains(f)).count(), 1, "{f}:\n{log}");
+        assert_eq!(&fs::read(site.path("feeds").join(f)).expect("feed"), old, "{f} changed");
+    }
+    assert!(daemon.stop().success(), "a failing output is no reason to fail the stop");
+
+    let out = site.siar(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{err}");
+    assert!(err.contains("[paths] output") && err.contains("read-only file system"), "{err}");
+
+    output.read_only(false);
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "publishing again", || site.feed("all.rss").contains("Hujan deras"));
+    assert!(daemon.stop().success());
 }

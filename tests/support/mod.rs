@@ -387,3 +387,12 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+impl Tmpfs {
+    /// Remounts read-only (`true`) or read-write: EROFS for every write, root included.
+    pub fn read_only(&self, ro: bool) {
+        let opt = if ro { "remount,ro" } else { "remount,rw" };
+        let ok = Command::new("mount").args(["-o", opt]).arg(&self.dir).status().is_ok_and(|s| s.success());
+        assert!(ok, "mount -o {opt} {}", self.dir.display());
+    }
+}
