@@ -747,7 +747,7 @@ fn stop_during_a_large_ingest(signals: &[&str]) {
 /// previous file stays, and the recovery is logged when the write works again.
 #[test]
 fn a_failing_output_is_logged_once_per_episode_and_recovers() {
-    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    let site = per_second_site();
     site.drop_file("a.txt", &fixture("no-dateline.txt"));
     let mut daemon = site.spawn();
     wait_until(Duration::from_secs(20), "the first feed", || site.path("feeds/all.rss").is_file());
@@ -767,21 +767,34 @@ fn a_failing_output_is_logged_once_per_episode_and_recovers() {
     assert!(daemon.stop().success());
 }
 
+const FEED_FILES: [&str; 3] = ["all.rss", "all.atom", "all.json"];
+
+/// A site that publishes every second.
+fn per_second_site() -> Site {
+    Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""))
+}
+
+/// Starts the daemon on one article and waits until it is published; the feeds' bytes then.
+fn spawn_published(site: &Site) -> (support::Daemon, Vec<Vec<u8>>) {
+    site.drop_file("a.txt", &fixture("no-dateline.txt"));
+    let daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "the first article published", || {
+        fs::read_to_string(site.path("feeds/all.rss")).is_ok_and(|t| t.contains("<item>"))
+    });
+    let feeds = FEED_FILES.iter().map(|f| fs::read(site.path("feeds").join(f)).expect("feed")).collect();
+    (daemon, feeds)
+}
+
 /// A full disk for real (a small tmpfs): under the output, the previous feeds stay whole and each
 /// failing file is logged once; under the drop folder, a file that cannot be moved to failed/ stays
 /// where it is (logged once, retried every rescan); both resume by themselves when space returns.
 #[test]
 fn a_full_disk_keeps_the_previous_feeds_and_the_dropped_files_and_work_resumes() {
-    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    let site = &per_second_site();
     let Some(output) = support::Tmpfs::mount(&site.path("feeds"), "512k") else { return };
     let Some(drop) = support::Tmpfs::mount(&site.drop_dir(), "512k") else { return };
-    site.drop_file("a.txt", &fixture("no-dateline.txt"));
-    let mut daemon = site.spawn();
-    wait_until(Duration::from_secs(20), "the first article published", || {
-        fs::read_to_string(site.path("feeds/all.rss")).is_ok_and(|t| t.contains("<item>"))
-    });
-    let files = ["all.rss", "all.atom", "all.json"];
-    let before: Vec<Vec<u8>> = files.iter().map(|f| fs::read(site.path("feeds").join(f)).expect("feed")).collect();
+    let (mut daemon, before) = spawn_published(site);
+    let files = FEED_FILES;
     // Written before the disks fill, renamed in after: a good article and an empty one to refuse.
     fs::write(site.drop_dir().join(".b.tmp"), fixture("dateline-credits.txt")).expect("write");
     fs::write(site.drop_dir().join(".kosong.tmp"), b"  \n").expect("write");
@@ -857,15 +870,10 @@ fn a_full_disk_under_the_store_stops_siar_with_75_and_loses_nothing() {
 /// naming the directory; read-write again, publishing resumes.
 #[test]
 fn a_read_only_output_keeps_the_previous_feeds_and_a_start_is_refused() {
-    let site = Site::with_config(&BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\""));
+    let site = &per_second_site();
     let Some(output) = support::Tmpfs::mount(&site.path("feeds"), "1m") else { return };
-    site.drop_file("a.txt", &fixture("no-dateline.txt"));
-    let mut daemon = site.spawn();
-    wait_until(Duration::from_secs(20), "the first article published", || {
-        fs::read_to_string(site.path("feeds/all.rss")).is_ok_and(|t| t.contains("<item>"))
-    });
-    let files = ["all.rss", "all.atom", "all.json"];
-    let before: Vec<Vec<u8>> = files.iter().map(|f| fs::read(site.path("feeds").join(f)).expect("feed")).collect();
+    let (mut daemon, before) = spawn_published(site);
+    let files = FEED_FILES;
     output.read_only(true);
     site.drop_file("b.txt", &fixture("dateline-credits.txt"));
     wait_until(Duration::from_secs(20), "the failure", || daemon.log().contains("cannot write"));
