@@ -203,7 +203,7 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     );
 
     // READY=1 once the config is valid, the store open, the listeners bound and the drop folder
-    // scanned once (systemd's Type=notify; nothing happens without $NOTIFY_SOCKET).
+    // listed once (systemd's Type=notify; nothing happens without $NOTIFY_SOCKET).
     tokio::select! {
         () = scanned.notified() => {
             notify::send("READY=1");

@@ -5,9 +5,10 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 struct Target {
     socket: UnixDatagram,
@@ -50,6 +51,67 @@ pub fn send(state: &str) {
 pub fn status(text: impl FnOnce() -> String) {
     if target().is_some() {
         send(&format!("STATUS={}", text().replace('\n', " ")));
+    }
+}
+
+/// `WATCHDOG=1` from the publish loop (the scheduler), unless the ingest loop is stuck: a pass
+/// that has made no progress for half the watchdog period stops the pings too, so systemd
+/// restarts a daemon wedged in either loop.
+pub fn keepalive() {
+    let Some(period) = watchdog() else { return };
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    match INGEST.stalled(period / 2) {
+        Some(for_how_long) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                warn!(
+                    "the ingest loop has made no progress for {}s (a file read or the store hangs); \
+                     the watchdog is no longer pinged",
+                    for_how_long.as_secs()
+                );
+            }
+        }
+        None => {
+            if WARNED.swap(false, Ordering::Relaxed) {
+                info!("the ingest loop moves again; pinging the watchdog");
+            }
+            send("WATCHDOG=1");
+        }
+    }
+}
+
+/// The ingest loop's heartbeat, read by `keepalive`.
+pub static INGEST: Beat = Beat { busy: AtomicBool::new(false), last_ms: AtomicU64::new(0) };
+
+/// Progress of a loop: whether it is in the middle of its work, and when it last moved.
+pub struct Beat {
+    busy: AtomicBool,
+    last_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Beat {
+    /// Work under way, and moving: call at its start and at every step.
+    pub fn beat(&self) {
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+        self.busy.store(true, Ordering::Relaxed);
+    }
+
+    /// The work is done; waiting for more is not being stuck.
+    pub fn idle(&self) {
+        self.busy.store(false, Ordering::Relaxed);
+    }
+
+    /// How long busy work has not moved, when that is longer than `limit`.
+    fn stalled(&self, limit: Duration) -> Option<Duration> {
+        if !self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = Duration::from_millis(now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)));
+        (since > limit).then_some(since)
     }
 }
 

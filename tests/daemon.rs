@@ -895,3 +895,69 @@ fn a_read_only_output_keeps_the_previous_feeds_and_a_start_is_refused() {
     wait_until(Duration::from_secs(20), "publishing again", || site.feed("all.rss").contains("Hujan deras"));
     assert!(daemon.stop().success());
 }
+
+/// The watchdog follows real progress: wedge the ingest loop on a file, then the publish loop
+/// (failpoints of the debug build), and the pings stop within the period; let go, they resume.
+/// READY=1 comes after the drop folder's first listing, not after its backlog is ingested.
+#[test]
+fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
+    let site = Site::new();
+    let failpoints = site.path("failpoints");
+    fs::create_dir_all(&failpoints).expect("mkdir");
+    let sock_path = site.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (count, ready) = (pings.clone(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let seen_ready = ready.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            match &buf[..n] {
+                b"WATCHDOG=1" => count.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                b"READY=1" => usize::from(seen_ready.swap(true, std::sync::atomic::Ordering::SeqCst)),
+                _ => 0,
+            };
+        }
+    });
+    let pinged = || pings.load(std::sync::atomic::Ordering::SeqCst);
+    let (sock_env, fp_env) = (sock_path.to_string_lossy().into_owned(), failpoints.to_string_lossy().into_owned());
+    // The ingest loop will hang on its first file.
+    fs::write(failpoints.join("ingest-file"), "").expect("failpoint");
+    site.drop_file("a.txt", b"Title: Satu\n\nJAKARTA - Kabar satu.\n");
+    // Pings every 200 ms; the ingest loop counts as stuck after 200 ms without progress.
+    let mut daemon = site.spawn_with(&[
+        ("NOTIFY_SOCKET", sock_env.as_str()),
+        ("WATCHDOG_USEC", "400000"),
+        ("SIAR_FAILPOINTS", fp_env.as_str()),
+    ]);
+    wait_until(Duration::from_secs(20), "READY=1 with the first file in hand", || {
+        ready.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let silent_for_a_second = |what: &str| {
+        let before = pinged();
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(pinged(), before, "WATCHDOG=1 sent while {what} is wedged:\n{}", daemon.log());
+    };
+    let resumes = |what: &str| {
+        let before = pinged();
+        wait_until(Duration::from_secs(10), &format!("pings again after {what}"), || pinged() >= before + 2);
+    };
+
+    wait_until(Duration::from_secs(10), "the stall noticed", || daemon.log().contains("no progress"));
+    silent_for_a_second("ingest");
+    fs::remove_file(failpoints.join("ingest-file")).expect("rm");
+    resumes("ingest");
+    wait_until(Duration::from_secs(10), "a.txt stored", || site.files_in("drop/done").len() == 1);
+    assert!(daemon.log().contains("moves again"), "{}", daemon.log());
+
+    // The publish loop hangs in a publish (after new articles and the 200 ms debounce).
+    fs::write(failpoints.join("publish"), "").expect("failpoint");
+    site.drop_file("b.txt", b"Title: Dua\n\nJAKARTA - Kabar dua.\n");
+    wait_until(Duration::from_secs(10), "b.txt stored", || site.files_in("drop/done").len() == 2);
+    std::thread::sleep(Duration::from_millis(600));
+    silent_for_a_second("publish");
+    fs::remove_file(failpoints.join("publish")).expect("rm");
+    resumes("publish");
+    wait_until(Duration::from_secs(10), "b published", || site.feed("all.rss").contains("Dua"));
+    assert!(daemon.stop().success());
+}

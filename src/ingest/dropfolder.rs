@@ -79,6 +79,8 @@ pub struct DropFolder {
     /// and the last try: retried every `retry` while unchanged (no hot loop), at once when changed.
     stuck: HashMap<OsString, (u64, SystemTime, Instant)>,
     retry: Duration,
+    /// Told once, after the first listing.
+    listed: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Entries already warned about (symlinks, directories, ...).
     warned: HashSet<OsString>,
 }
@@ -101,6 +103,7 @@ impl DropFolder {
             seen: HashMap::new(),
             stuck: HashMap::new(),
             retry: cfg.rescan,
+            listed: None,
             warned: HashSet::new(),
         }
     }
@@ -120,6 +123,14 @@ impl DropFolder {
     /// Lists ready files. A file is ready when its mtime is at least `settle` old, or when its size
     /// and mtime have not changed for `settle` (for clocks that disagree).
     pub fn scan(&mut self, now: SystemTime) -> Scan {
+        let scan = self.list(now);
+        if let Some(listed) = self.listed.take() {
+            listed.notify_one();
+        }
+        scan
+    }
+
+    fn list(&mut self, now: SystemTime) -> Scan {
         let mut ready = Vec::new();
         let mut waiting: Option<Duration> = None;
         let entries = match fs::read_dir(&self.dir) {
@@ -276,6 +287,12 @@ impl DropFolder {
             return Ok(None);
         }
         Ok(Some(to))
+    }
+
+    /// `notify` is told once the folder has been listed for the first time (listed or not: a
+    /// folder that cannot be listed is logged and reported by /readyz).
+    pub fn tell_when_listed(&mut self, notify: std::sync::Arc<tokio::sync::Notify>) {
+        self.listed = Some(notify);
     }
 
     /// Records how moving `entry` away went. A failure starts an episode: the file is retried once

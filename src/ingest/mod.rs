@@ -145,6 +145,15 @@ pub fn pass(
     stop: &CancellationToken,
 ) -> Result<PassReport, crate::store::Error> {
     let mut report = PassReport::default();
+    // The watchdog's view of this loop: busy and moving until the pass ends (however it ends).
+    struct Pass;
+    impl Drop for Pass {
+        fn drop(&mut self) {
+            crate::notify::INGEST.idle();
+        }
+    }
+    let _pass = Pass;
+    crate::notify::INGEST.beat();
     let scan = folder.scan(SystemTime::now());
     report.waiting = scan.waiting;
     let mut ready = scan.ready.into_iter().peekable();
@@ -155,6 +164,8 @@ pub fn pass(
         let mut failed: Vec<(dropfolder::Entry, Reject, Option<[u8; 32]>)> = Vec::new();
         while accepted.len() + failed.len() < BATCH_FILES && started.elapsed() < BATCH_TIME && !stop.is_cancelled() {
             let Some(entry) = ready.next() else { break };
+            crate::notify::INGEST.beat();
+            crate::failpoint::hit("ingest-file");
             let (bytes, mtime) = match folder.read(&entry) {
                 Ok(Some(read)) => read,
                 Ok(None) => {
@@ -204,6 +215,7 @@ pub fn pass(
         }
         if !done.is_empty() {
             store.flush()?;
+            crate::notify::INGEST.beat();
         }
         for (entry, line) in done {
             let moved = folder.archive(&entry);
@@ -291,10 +303,12 @@ pub async fn run(
     scanned: Arc<Notify>,
     stop: CancellationToken,
 ) -> Result<(), crate::store::Error> {
-    let mut first = true;
     let wake = Arc::new(Notify::new());
     let _watcher = if cfg.ingest.watch { dropfolder::watch(&cfg.paths.drop, wake.clone()) } else { None };
     let mut folder = DropFolder::new(&cfg.paths.drop, &cfg.ingest);
+    // READY=1 waits for the first listing of the drop folder, not for a backlog to be ingested
+    // (systemd's start timeout would end a long first pass).
+    folder.tell_when_listed(scanned);
     loop {
         let (cfg2, store2, stop2) = (cfg.clone(), store.clone(), stop.clone());
         let joined = tokio::task::spawn_blocking(move || {
@@ -311,10 +325,6 @@ pub async fn run(
             }
         };
         folder = back;
-        if std::mem::take(&mut first) {
-            // The first scan of the drop folder is done: one of the conditions of READY=1.
-            scanned.notify_one();
-        }
         let mut next = cfg.ingest.rescan;
         match result {
             Ok(r) => {

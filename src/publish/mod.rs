@@ -357,6 +357,7 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
     let (publisher, cfg, store, outlets) = (publisher.clone(), cfg.clone(), store.clone(), outlets.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut publisher = publisher.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::failpoint::hit("publish");
         let mut report = publisher.publish_all(&cfg, &store)?;
         // Hubs hear only of public documents.
         let changed: Vec<String> = report
@@ -422,7 +423,7 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: 
     let publisher = Arc::new(Mutex::new(Publisher::default()));
     let watchdog = crate::notify::watchdog().map(|d| d / 2);
     publish_blocking(&publisher, &cfg, &store, &outlets).await;
-    crate::notify::send("WATCHDOG=1");
+    crate::notify::keepalive();
     loop {
         let Some(wait) = cfg.publish.schedule.until_next(Utc::now()) else {
             warn!("the publish schedule never fires again; publishing only after new articles");
@@ -440,12 +441,12 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: 
                 }
             }
             () = tokio::time::sleep(watchdog.unwrap_or_default()), if watchdog.is_some() => {
-                crate::notify::send("WATCHDOG=1");
+                crate::notify::keepalive();
                 continue;
             }
         }
         publish_blocking(&publisher, &cfg, &store, &outlets).await;
-        crate::notify::send("WATCHDOG=1");
+        crate::notify::keepalive();
     }
 }
 
