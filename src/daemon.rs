@@ -182,7 +182,15 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let tasks = TaskTracker::new();
     let health = Arc::new(std::sync::RwLock::new(health_of(&cfg, &store)));
     let mut serving = None;
+    let files = raise_open_files_limit();
     if let Some(server) = &cfg.server {
+        if (files as usize) < server.max_connections + 256 {
+            warn!(
+                "[server] max_connections {} is near or above the open-files limit {files}: raise LimitNOFILE \
+                 (ulimit -n) or lower max_connections",
+                server.max_connections
+            );
+        }
         serving = Some(spawn_server(&tasks, server, &cfg, None, health.clone(), &stop).await?);
     }
     let shelf = |serving: &Option<Serving>| serving.as_ref().map(|s| s.shelf.clone());
@@ -300,6 +308,26 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     tokio::task::spawn_blocking(move || s.flush()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
     info!("stopped; store flushed");
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (the usual soft limit, 1024, is below the
+/// server's connection limit); returns the limit in force. Refused under a seccomp filter that
+/// denies setrlimit: then the unit's LimitNOFILE decides.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return u64::MAX;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 /// What `/readyz` and `/metrics` read, from one config.

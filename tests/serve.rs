@@ -597,6 +597,46 @@ fn sighup_moves_the_listener_and_applies_server_settings() {
     drop(taken);
 }
 
+/// The server needs a file per connection: siar raises its soft open-files limit to the hard one,
+/// and says so when even that is below max_connections.
+#[test]
+fn the_open_files_limit_is_raised_and_a_low_one_is_reported() {
+    use std::os::unix::process::CommandExt;
+    let with_limits = |soft: u64, hard: u64| {
+        move |cmd: &mut std::process::Command| {
+            // SAFETY: only setrlimit between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+    };
+    let limits_of = |daemon: &Daemon| -> String {
+        let text = fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).expect("limits");
+        let line = text.lines().find(|l| l.starts_with("Max open files")).expect("open files line");
+        line.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" ")
+    };
+    let site = site(SERVER);
+    let mut daemon = site.spawn_configured(with_limits(256, 8192));
+    let addr = daemon.addr();
+    assert_eq!(get(&addr, "/healthz", &[]).status, 200);
+    assert_eq!(limits_of(&daemon), "8192 8192");
+    assert!(!daemon.log().contains("open-files limit"), "{}", daemon.log());
+    assert!(daemon.stop().success());
+
+    let mut daemon = site.spawn_configured(with_limits(1024, 1024));
+    daemon.addr();
+    let log = daemon.log();
+    assert!(log.contains("max_connections 4096") && log.contains("open-files limit 1024"), "{log}");
+    assert!(daemon.stop().success());
+}
+
 /// newsboat, a real feed reader, reloads the served Atom feed and stores every item.
 #[test]
 fn newsboat_reads_every_item_of_the_served_feed() {

@@ -139,13 +139,20 @@ impl Site {
     }
 
     pub fn spawn_with(&self, env: &[(&str, &str)]) -> Daemon {
+        self.spawn_configured(|cmd| {
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+        })
+    }
+
+    /// `siar run` with the command adjusted first (environment, limits, ...).
+    pub fn spawn_configured(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log = self.path(&format!("daemon-{}.log", unique()));
         let file = fs::File::create(&log).expect("log file");
         let mut cmd = self.command(&["run"]);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        adjust(&mut cmd);
         Daemon { child: Some(cmd.spawn().expect("spawn siar run")), log }
     }
 }
