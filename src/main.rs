@@ -29,7 +29,11 @@ enum Command {
         once: bool,
     },
     /// Validate the config and print what would run
-    Check,
+    Check {
+        /// Print nothing when the config is valid (errors still go to stderr)
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Hand files to the daemon by copying them into the drop folder atomically
     Ingest {
         #[arg(required = true, value_name = "FILE")]
@@ -101,7 +105,7 @@ fn main() -> ExitCode {
     }
     let result = loaded.map_err(|e| Failure::new(EX_CONFIG, e)).and_then(|cfg| match cli.command {
         Command::Run { once } => run(cfg, once),
-        Command::Check => check(&cfg),
+        Command::Check { quiet } => check(&cfg, quiet),
         Command::Ingest { files } => hand_in(&cfg, &files),
         Command::List { json, limit } => list(&cfg, json, limit),
         Command::Sources { action: None, json } => show_sources(&cfg, json),
@@ -164,14 +168,21 @@ fn init_logging(log: Option<&siar::config::Log>) {
 
 /// Whether stderr is the journal stream systemd gave us (`$JOURNAL_STREAM` = "device:inode").
 fn under_journald() -> bool {
+    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
     let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
-    let Ok(meta) = std::fs::File::open("/proc/self/fd/2").and_then(|f| f.metadata()) else { return false };
+    // fstat of fd 2 itself: the journal's stream is a socket, which /proc/self/fd/2 cannot open.
+    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().and_then(|fd| std::fs::File::from(fd).metadata())
+    else {
+        return false;
+    };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
-/// `<3>message key=value` (sd-daemon(3) priority prefixes; journald adds the time).
+/// `<3>message key=value` (sd-daemon(3) priority prefixes; journald adds the time). A message of
+/// several lines (a config error with its excerpt) carries the prefix on each, so every line of it
+/// keeps its priority.
 struct JournalLine;
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalLine
@@ -191,9 +202,45 @@ where
             tracing::Level::INFO => 6,
             _ => 7,
         };
-        write!(writer, "<{priority}>")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut text = String::new();
+        ctx.field_format().format_fields(tracing_subscriber::fmt::format::Writer::new(&mut text), event)?;
+        for line in text.lines() {
+            writeln!(writer, "<{priority}>{line}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn journal_lines_carry_the_priority_on_every_line() {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(super::JournalLine)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("reload refused: bad config\n  |\n3 | bogus = 1");
+            tracing::info!("ingested a.txt");
+        });
+        let out = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(out, "<3>reload refused: bad config\n<3>  |\n<3>3 | bogus = 1\n<6>ingested a.txt\n");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
 
@@ -212,7 +259,7 @@ fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     result
 }
 
-fn check(cfg: &Config) -> Result<(), Failure> {
+fn check(cfg: &Config, quiet: bool) -> Result<(), Failure> {
     let mut states = Vec::new();
     for (key, path) in [("drop", &cfg.paths.drop), ("state", &cfg.paths.state), ("output", &cfg.paths.output)] {
         let state = match daemon::check_dir(key, path) {
@@ -221,6 +268,9 @@ fn check(cfg: &Config) -> Result<(), Failure> {
             Err(f) => return Err(Failure::new(EX_CONFIG, anyhow::anyhow!("{}: {:#}", cfg.file.display(), f.error))),
         };
         states.push((key, path, state));
+    }
+    if quiet {
+        return Ok(());
     }
     let mut out = String::new();
     let s = &cfg.site;

@@ -305,6 +305,9 @@ fn check_reports_config_errors_with_exit_78() {
             assert!(err.contains(w), "expected {w:?} in: {err}");
         }
         assert!(err.contains("siar.toml"), "names the file: {err}");
+        let quiet = site.siar(&["check", "--quiet"]);
+        assert_eq!(quiet.status.code(), Some(78), "check --quiet refuses too");
+        assert_eq!(quiet.stderr, out.stderr, "with the same words");
         let run = site.siar(&["run", "--once"]);
         assert_eq!(run.status.code(), Some(78), "run refuses too");
     };
@@ -327,6 +330,8 @@ fn check_reports_config_errors_with_exit_78() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     assert!(text.contains("next publish times"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("  20")).count(), 3, "three times: {text}");
+    let quiet = Site::new().siar(&["check", "--quiet"]);
+    assert!(quiet.status.success() && quiet.stdout.is_empty() && quiet.stderr.is_empty(), "{quiet:?}");
 }
 
 #[test]
@@ -659,17 +664,29 @@ fn log_formats_json_journald_and_level() {
         site.drop_file("satu.txt", b"Title: Satu\n\nJAKARTA - Kabar satu.\n");
         site.drop_file("kosong.txt", b"");
         std::thread::sleep(Duration::from_millis(300));
-        let log = site.path("stderr.log");
-        let file = fs::File::create(&log).expect("log");
         let mut cmd = site.command(&["run", "--once"]);
-        cmd.env_remove("RUST_LOG").stderr(file.try_clone().expect("clone"));
-        if journald {
-            use std::os::unix::fs::MetadataExt;
-            let meta = file.metadata().expect("meta");
-            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        cmd.env_remove("RUST_LOG");
+        if !journald {
+            let out = cmd.output().expect("run");
+            assert!(out.status.success());
+            return String::from_utf8_lossy(&out.stderr).into_owned();
         }
+        // journald hands a service a stream socket as stderr, named by $JOURNAL_STREAM.
+        use std::os::unix::fs::MetadataExt;
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let meta = std::fs::File::from(std::os::fd::OwnedFd::from(theirs.try_clone().expect("clone")))
+            .metadata()
+            .expect("fstat");
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        cmd.stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut ours, &mut text).expect("read the stream");
+            text
+        });
         assert!(cmd.status().expect("run").success());
-        fs::read_to_string(&log).expect("read log")
+        drop(cmd);
+        reader.join().expect("reader")
     };
     let json = run("log_format = \"json\"", false);
     assert!(json.lines().count() >= 3, "{json}");

@@ -100,7 +100,7 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     assert_eq!(config, read(&Path::new(REPO).join("systemd/siar.toml")));
     assert!(pkg.root.join("usr/share/doc/siar/README.md").is_file());
     // The unit runs what the package installs, on the config it installs.
-    for line in unit.lines().filter(|l| l.starts_with("ExecStart")) {
+    for line in unit.lines().filter(|l| l.starts_with("ExecStart") || l.starts_with("ExecReload=/usr")) {
         assert!(line.contains("/usr/bin/siar --config /etc/siar/siar.toml"), "{line}");
     }
 
@@ -152,6 +152,8 @@ fn postinst_makes_a_layout_where_an_uploader_drops_and_siar_publishes() {
     let script = r#"
 set -eu
 T=$1; ROOT=$2; CONTROL=$3
+# As dpkg runs maintainer scripts (deb-systemd-helper insists).
+export DPKG_MAINTSCRIPT_PACKAGE=siar DPKG_MAINTSCRIPT_ARCH=amd64
 mount --make-rprivate /
 cp -a /etc "$T/etc"
 mount --bind "$T/etc" /etc
@@ -173,6 +175,12 @@ setpriv --reuid=uploader --regid=uploader --init-groups sh -c '
     printf "Title: Kabar dari paket\n\nJAKARTA - Berita yang diunggah ke folder drop.\n" > /var/spool/siar/drop/.kabar.tmp
     mv /var/spool/siar/drop/.kabar.tmp /var/spool/siar/drop/kabar.txt'
 touch -d '1 minute ago' /var/spool/siar/drop/kabar.txt
+# Another, handed in with `siar ingest` under a private umask: still readable by the group.
+printf "Title: Kabar lewat siar ingest\n\nJAKARTA - Diserahkan dengan perintah siar ingest.\n" > "$T/serah.txt"
+chmod 644 "$T/serah.txt"
+touch -d '1 minute ago' "$T/serah.txt"
+setpriv --reuid=uploader --regid=uploader --init-groups sh -c "umask 077
+    '$ROOT/usr/bin/siar' --config /etc/siar/siar.toml ingest '$T/serah.txt'"
 # siar as the unit runs it: the siar user, its groups, UMask=0027.
 setpriv --reuid=siar --regid=siar --init-groups sh -c "umask 0027
     '$ROOT/usr/bin/siar' --config /etc/siar/siar.toml check >/dev/null
@@ -180,6 +188,25 @@ setpriv --reuid=siar --regid=siar --init-groups sh -c "umask 0027
 ls /var/spool/siar/drop/done > "$T/done"
 cp /var/lib/siar/feeds/all.atom "$T/all.atom"
 stat -c '%U:%G %a' /var/lib/siar/feeds/all.atom > "$T/feed-stat"
+# An administrator enables the unit; remove masks it, purge takes the links and the mask away.
+if command -v deb-systemd-helper >/dev/null; then
+    mount --bind "$ROOT/usr/lib/systemd/system" /usr/lib/systemd/system
+    "$CONTROL/postinst" configure 0.1.0-1
+    # What `systemctl enable siar` does (systemd is not running here).
+    wants=/etc/systemd/system/multi-user.target.wants/siar.service
+    mkdir -p "$(dirname "$wants")"
+    ln -s /usr/lib/systemd/system/siar.service "$wants"
+    [ -L "$wants" ] && echo "enabled" >> "$T/lifecycle"
+    "$CONTROL/prerm" remove
+    "$CONTROL/postrm" remove
+    [ -L /etc/systemd/system/siar.service ] && echo "masked" >> "$T/lifecycle"
+    "$CONTROL/postrm" purge
+    [ -e "$wants" ] || [ -L "$wants" ] || echo "no link after purge" >> "$T/lifecycle"
+    [ -e /etc/systemd/system/siar.service ] || [ -L /etc/systemd/system/siar.service ] || echo "no mask after purge" >> "$T/lifecycle"
+    [ -d /var/lib/siar/state ] && echo "store kept" >> "$T/lifecycle"
+else
+    echo "no deb-systemd-helper" > "$T/lifecycle"
+fi
 "#;
     let script_path = t.path().join("layout.sh");
     fs::write(&script_path, script).expect("script");
@@ -207,8 +234,14 @@ stat -c '%U:%G %a' /var/lib/siar/feeds/all.atom > "$T/feed-stat"
         at("stat"),
         "/var/lib/siar siar:siar 750\n/var/spool/siar root:root 755\n/var/spool/siar/drop siar:siar-drop 2770\n"
     );
-    assert_eq!(at("done").trim(), "kabar.txt", "the dropped file was not ingested; siar's log:\n{log}");
+    assert_eq!(at("done"), "kabar.txt\nserah.txt\n", "the dropped files were not ingested; siar's log:\n{log}");
     assert!(at("all.atom").contains("Kabar dari paket"), "{}", at("all.atom"));
+    assert!(at("all.atom").contains("Kabar lewat siar ingest"), "{}", at("all.atom"));
     // UMask=0027: the feeds are the siar group's to read (nginx joins it), nobody else's.
     assert_eq!(at("feed-stat").trim(), "siar:siar 640");
+    if at("lifecycle").trim() == "no deb-systemd-helper" {
+        eprintln!("SKIPPED: the enable/remove/purge part needs deb-systemd-helper (Debian's init-system-helpers)");
+    } else {
+        assert_eq!(at("lifecycle"), "enabled\nmasked\nno link after purge\nno mask after purge\nstore kept\n");
+    }
 }

@@ -439,6 +439,9 @@ pub fn hand_in(src: &Path, drop_dir: &Path) -> io::Result<PathBuf> {
     let tmp = temp_path(drop_dir);
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // The daemon may run as another user of the drop folder's group: whatever the caller's
+        // umask, the group can read what is handed in.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))?;
         f.write_all(&bytes)?;
         f.set_modified(mtime)?;
         f.sync_all()?;
