@@ -119,7 +119,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("siar: error: {:#}", f.error);
+            let text = format!("siar: error: {:#}", f.error);
+            if under_journald() {
+                // Every line an error in the journal (`journalctl -p err`), a config excerpt too.
+                text.lines().for_each(|l| eprintln!("<3>{l}"));
+            } else {
+                eprintln!("{text}");
+            }
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
@@ -219,10 +225,8 @@ mod tests {
     fn journal_lines_carry_the_priority_on_every_line() {
         let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(super::JournalLine)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
+        let subscriber =
+            tracing_subscriber::fmt().event_format(super::JournalLine).with_writer(move || Sink(sink.clone())).finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!("reload refused: bad config\n  |\n3 | bogus = 1");
             tracing::info!("ingested a.txt");

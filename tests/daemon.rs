@@ -655,6 +655,31 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() {
     assert!(daemon.stop().success());
 }
 
+/// A command's success and stderr; with `journald`, stderr is a stream socket named by
+/// $JOURNAL_STREAM, as journald hands it to a service.
+fn stderr_of(mut cmd: Command, journald: bool) -> (bool, String) {
+    cmd.env_remove("RUST_LOG");
+    if !journald {
+        let out = cmd.output().expect("run");
+        return (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    // journald hands a service a stream socket as stderr, named by $JOURNAL_STREAM.
+    use std::os::unix::fs::MetadataExt;
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let meta =
+        std::fs::File::from(std::os::fd::OwnedFd::from(theirs.try_clone().expect("clone"))).metadata().expect("fstat");
+    cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    cmd.stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut ours, &mut text).expect("read the stream");
+        text
+    });
+    let ok = cmd.status().expect("run").success();
+    drop(cmd);
+    (ok, reader.join().expect("reader"))
+}
+
 /// Logs: JSON lines with `log_format = "json"`; under journald (`$JOURNAL_STREAM` naming stderr)
 /// `<N>` priorities and no timestamps of ours; `log_level` filters unless `$RUST_LOG` is set.
 #[test]
@@ -664,29 +689,9 @@ fn log_formats_json_journald_and_level() {
         site.drop_file("satu.txt", b"Title: Satu\n\nJAKARTA - Kabar satu.\n");
         site.drop_file("kosong.txt", b"");
         std::thread::sleep(Duration::from_millis(300));
-        let mut cmd = site.command(&["run", "--once"]);
-        cmd.env_remove("RUST_LOG");
-        if !journald {
-            let out = cmd.output().expect("run");
-            assert!(out.status.success());
-            return String::from_utf8_lossy(&out.stderr).into_owned();
-        }
-        // journald hands a service a stream socket as stderr, named by $JOURNAL_STREAM.
-        use std::os::unix::fs::MetadataExt;
-        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-        let meta = std::fs::File::from(std::os::fd::OwnedFd::from(theirs.try_clone().expect("clone")))
-            .metadata()
-            .expect("fstat");
-        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
-        cmd.stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)));
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut ours, &mut text).expect("read the stream");
-            text
-        });
-        assert!(cmd.status().expect("run").success());
-        drop(cmd);
-        reader.join().expect("reader")
+        let (ok, text) = stderr_of(site.command(&["run", "--once"]), journald);
+        assert!(ok, "{text}");
+        text
     };
     let json = run("log_format = \"json\"", false);
     assert!(json.lines().count() >= 3, "{json}");
@@ -708,6 +713,11 @@ fn log_formats_json_journald_and_level() {
     let out = bad.siar(&["check"]);
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+    // The fatal error (a config excerpt over several lines) is an error on every line in the journal.
+    let bad = Site::with_config(&format!("log_format = = \"text\"\n{BASE_CONFIG}"));
+    let (ok, text) = stderr_of(bad.command(&["run"]), true);
+    assert!(!ok && text.contains("log_format = =") && text.lines().count() > 1, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("<3>")), "{text}");
 }
 
 /// SIGTERM during a large ingest: exit 0 within the grace period, every acknowledged file's
