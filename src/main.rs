@@ -217,37 +217,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    #[test]
-    fn journal_lines_carry_the_priority_on_every_line() {
-        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = buf.clone();
-        let subscriber =
-            tracing_subscriber::fmt().event_format(super::JournalLine).with_writer(move || Sink(sink.clone())).finish();
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::error!("reload refused: bad config\n  |\n3 | bogus = 1");
-            tracing::info!("ingested a.txt");
-        });
-        let out = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf-8");
-        assert_eq!(out, "<3>reload refused: bad config\n<3>  |\n<3>3 | bogus = 1\n<6>ingested a.txt\n");
-    }
-
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-}
-
 fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -577,4 +546,35 @@ fn import_sources(cfg: &Config, file: &std::path::Path) -> Result<(), Failure> {
         added.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn journal_lines_carry_the_priority_on_every_line() {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber =
+            tracing_subscriber::fmt().event_format(super::JournalLine).with_writer(move || Sink(sink.clone())).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("reload refused: bad config\n  |\n3 | bogus = 1");
+            tracing::info!("ingested a.txt");
+        });
+        let out = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(out, "<3>reload refused: bad config\n<3>  |\n<3>3 | bogus = 1\n<6>ingested a.txt\n");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
