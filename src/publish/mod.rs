@@ -328,9 +328,61 @@ impl Publisher {
                 self.published.remove(&feed.name);
             }
         }
+        retire_removed_feeds(cfg, store)?;
         debug!("publish pass took {:?}", started.elapsed());
         Ok(report)
     }
+}
+
+/// A public feed that left the config (or became keyed) must not stay readable through a static
+/// server: its files and archive pages are taken out of the output directory. Only names this
+/// store wrote there are touched, and only files of the shapes siar writes.
+fn retire_removed_feeds(cfg: &Config, store: &Store) -> Result<(), crate::store::Error> {
+    let public: Vec<String> = cfg.feeds.iter().filter(|f| f.access == Access::Public).map(|f| f.name.clone()).collect();
+    let before = store.feeds_on_disk(&cfg.paths.output)?;
+    if before == public {
+        return Ok(());
+    }
+    for gone in before.iter().filter(|n| !public.contains(n)) {
+        let removed = remove_feed_files(&cfg.paths.output, gone);
+        if removed > 0 {
+            info!("feed {gone} is no longer public: removed its {removed} files from {}", cfg.paths.output.display());
+        }
+    }
+    store.set_feeds_on_disk(&cfg.paths.output, &public)
+}
+
+/// Removes `<output>/<name>.{rss,atom,json}` and the archive pages `<output>/<name>/archive/<n>.<ext>[.gz]`,
+/// then the directories if empty; never follows a link. Returns how many files went.
+fn remove_feed_files(output: &std::path::Path, name: &str) -> usize {
+    let mut removed = 0;
+    let mut remove = |p: &std::path::Path| match fs::remove_file(p) {
+        Ok(()) => removed += 1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("cannot remove {} of a removed feed: {e}", p.display()),
+    };
+    for ext in FORMATS {
+        remove(&output.join(format!("{name}.{ext}")));
+    }
+    let dir = output.join(name);
+    let archive = dir.join("archive");
+    let real_dir = |p: &std::path::Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
+    if real_dir(&dir) && real_dir(&archive) {
+        let is_page = |file: &str| {
+            let stem = file.strip_suffix(".gz").unwrap_or(file);
+            stem.split_once('.').is_some_and(|(n, ext)| {
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && FORMATS.contains(&ext)
+            })
+        };
+        for entry in fs::read_dir(&archive).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) && entry.file_name().to_str().is_some_and(is_page) {
+                remove(&entry.path());
+            }
+        }
+        let _ = fs::remove_dir(&archive);
+        let _ = fs::remove_dir(&dir);
+    }
+    removed
 }
 
 /// A feed that became keyed must not stay readable through a static server's copy.
@@ -454,6 +506,33 @@ pub async fn run(cfg: Arc<Config>, store: Store, changed: Arc<Notify>, outlets: 
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_removed_feed_loses_its_files_and_archive_pages_and_nothing_else() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let o = out.path();
+        fs::create_dir_all(o.join("lama/archive")).expect("mkdir");
+        for f in ["lama.rss", "lama.atom", "lama.json", "lama.txt", "lain.rss"] {
+            fs::write(o.join(f), "x").expect("write");
+        }
+        for f in ["1.rss", "1.rss.gz", "2.atom", "12.json.gz", "catatan.txt", "1.xml"] {
+            fs::write(o.join("lama/archive").join(f), "x").expect("write");
+        }
+        std::os::unix::fs::symlink(o.join("lain.rss"), o.join("lama/archive/3.rss")).expect("symlink");
+        assert_eq!(remove_feed_files(o, "lama"), 7);
+        let mut left: Vec<String> = fs::read_dir(o.join("lama/archive"))
+            .expect("archive stays: it holds other files")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1.xml", "3.rss", "catatan.txt"]);
+        assert!(o.join("lama.txt").exists() && o.join("lain.rss").exists());
+
+        fs::create_dir_all(o.join("kosong/archive")).expect("mkdir");
+        fs::write(o.join("kosong/archive/1.rss"), "x").expect("write");
+        assert_eq!(remove_feed_files(o, "kosong"), 1);
+        assert!(!o.join("kosong").exists(), "empty directories go too");
+    }
 
     fn article(slug: &str, author: &str) -> Article {
         Article::sample(slug, &format!("Judul {slug}"), "2026-11-01T00:00:00+07:00", author)

@@ -276,6 +276,8 @@ pub struct Store {
     /// RFC 5005 archive pages per feed: `<feed>\0state` -> ArchiveState, `<feed>\0page\0<n BE>`
     /// -> the page's keys, `<feed>\0key\0<key>` -> the page holding the article.
     archives: Tree,
+    /// `schema_version`, `created`, `indexes`, `on_disk` (the public feeds written, per output).
+    meta: Tree,
 }
 
 /// Where a feed's archive stands: the window last published, the articles waiting for a page
@@ -338,6 +340,7 @@ impl Store {
             by_source: tree("by_source")?,
             sources: tree("sources")?,
             archives: tree("archives")?,
+            meta: meta.clone(),
             path: path.to_path_buf(),
             db,
         };
@@ -674,6 +677,20 @@ impl Store {
 
     pub fn is_archived(&self, feed: &str, key: &str) -> Result<bool, Error> {
         self.archives.contains_key(keys::archived(feed, key)).map_err(|e| self.err(e))
+    }
+
+    /// The public feeds whose files the output directory `output` holds (none recorded for
+    /// another directory): a feed that leaves the config can have its files taken away.
+    pub fn feeds_on_disk(&self, output: &Path) -> Result<Vec<String>, Error> {
+        let Some(b) = self.meta.get("on_disk").map_err(|e| self.err(e))? else { return Ok(Vec::new()) };
+        let (dir, feeds): (PathBuf, Vec<String>) = serde_json::from_slice(&b).map_err(|e| self.corrupt(e))?;
+        Ok(if dir == output { feeds } else { Vec::new() })
+    }
+
+    pub fn set_feeds_on_disk(&self, output: &Path, feeds: &[String]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(&(output, feeds)).map_err(|e| self.corrupt(e))?;
+        self.meta.insert("on_disk", bytes).map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
 
