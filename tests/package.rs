@@ -128,6 +128,13 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     {
         assert!(config.lines().any(|l| l == line), "the system config lacks {line}");
     }
+    // Until the administrator sets [site], the shipped config refuses to run (ids minted under
+    // the example domain would be permanent), and says which key.
+    let out = Command::new(&bin).arg("--config").arg(pkg.root.join("etc/siar/siar.toml")).arg("check").output();
+    let out = out.expect("siar check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("title") || err.contains("link"), "{err}");
 }
 
 /// The postinst and the system layout, for real: in a private mount namespace over a copy of /etc.
@@ -155,6 +162,8 @@ T=$1; ROOT=$2; CONTROL=$3
 # As dpkg runs maintainer scripts (deb-systemd-helper insists).
 export DPKG_MAINTSCRIPT_PACKAGE=siar DPKG_MAINTSCRIPT_ARCH=amd64
 mount --make-rprivate /
+# No systemd here, even on a host that runs it: the scripts must not reach the host's PID 1.
+if [ -d /run/systemd ]; then mount -t tmpfs tmpfs /run/systemd; fi
 cp -a /etc "$T/etc"
 mount --bind "$T/etc" /etc
 mkdir "$T/var-lib" "$T/var-spool"
@@ -162,6 +171,9 @@ mount --bind "$T/var-lib" /var/lib
 mount --bind "$T/var-spool" /var/spool
 rm -rf /etc/siar
 cp -a "$ROOT/etc/siar" /etc/siar
+# The administrator makes [site] theirs (the shipped file refuses to run until then).
+sed -i -e 's|^# title = .*|title = "Warta Uji"|' -e 's|^# link = .*|link = "https://warta.example.net/"|' \
+    /etc/siar/siar.toml
 "$CONTROL/postinst" configure ""
 # An upgrade runs it again: nothing changes, nothing fails.
 "$CONTROL/postinst" configure 0.0.1-1
@@ -232,7 +244,7 @@ fi
     assert!(groups.contains(&"siar".into()) && groups.contains(&"siar-drop".into()), "{groups:?}");
     assert_eq!(
         at("stat"),
-        "/var/lib/siar siar:siar 750\n/var/spool/siar root:root 755\n/var/spool/siar/drop siar:siar-drop 2770\n"
+        "/var/lib/siar siar:siar 750\n/var/spool/siar root:root 755\n/var/spool/siar/drop siar:siar-drop 3770\n"
     );
     assert_eq!(at("done"), "kabar.txt\nserah.txt\n", "the dropped files were not ingested; siar's log:\n{log}");
     assert!(at("all.atom").contains("Kabar dari paket"), "{}", at("all.atom"));

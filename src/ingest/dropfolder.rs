@@ -323,10 +323,18 @@ impl DropFolder {
     }
 }
 
+/// `done/` or `failed/`: created if missing; anything there but a real directory (a symbolic link
+/// an uploader put in its place, say) is refused, never followed.
 fn ensure_dir(dir: &Path) -> io::Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if fs::symlink_metadata(dir)?.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!("{} is not a directory (a link?); siar never follows it", dir.display())))
+            }
+        }
         Err(e) => Err(e),
     }
 }
