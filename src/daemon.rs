@@ -59,7 +59,11 @@ pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
             Ok(()) => Ok(DirState::Ready),
             Err(e) if e.raw_os_error() == Some(libc::EROFS) => Err(Failure::new(
                 EX_CANTCREAT,
-                anyhow::anyhow!("[paths] {key}: {} is on a read-only file system; mount it read-write", path.display()),
+                anyhow::anyhow!(
+                    "[paths] {key}: {} is on a read-only file system; {}",
+                    path.display(),
+                    read_only_hint()
+                ),
             )),
             Err(e) => Err(Failure::new(
                 EX_CANTCREAT,
@@ -83,6 +87,16 @@ pub fn check_dir(key: &str, path: &Path) -> Result<DirState, Failure> {
     }
 }
 
+/// What to do about a read-only directory: under systemd the unit's sandbox decides, not the mount.
+fn read_only_hint() -> &'static str {
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        "under systemd only /var/lib/siar and /var/spool/siar are writable (ProtectSystem=strict): add the \
+         directory to ReadWritePaths= (systemctl edit siar), or mount it read-write"
+    } else {
+        "mount it read-write"
+    }
+}
+
 fn writable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
@@ -95,9 +109,13 @@ pub fn prepare_dirs(cfg: &Config) -> Result<(), Failure> {
     let dirs = [("drop", &cfg.paths.drop), ("state", &cfg.paths.state), ("output", &cfg.paths.output)];
     for (key, path) in dirs {
         if let DirState::Missing = check_dir(key, path)? {
-            std::fs::create_dir_all(path)
-                .with_context(|| format!("[paths] {key}: cannot create {}", path.display()))
-                .map_err(|e| Failure::new(EX_CANTCREAT, e))?;
+            std::fs::create_dir_all(path).map_err(|e| {
+                let hint = if e.raw_os_error() == Some(libc::EROFS) { read_only_hint() } else { "create it" };
+                Failure::new(
+                    EX_CANTCREAT,
+                    anyhow::anyhow!("[paths] {key}: cannot create {}: {e}; {hint}", path.display()),
+                )
+            })?;
             info!("created the {key} directory {}", path.display());
         }
     }

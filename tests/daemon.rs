@@ -919,6 +919,10 @@ fn a_read_only_output_keeps_the_previous_feeds_and_a_start_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(73), "{err}");
     assert!(err.contains("[paths] output") && err.contains("read-only file system"), "{err}");
+    // Under systemd the sandbox is the likelier cause: the message says what to change.
+    let out = site.command(&["run"]).env("INVOCATION_ID", "0123456789abcdef").output().expect("run");
+    assert_eq!(out.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ReadWritePaths="), "{out:?}");
 
     output.read_only(false);
     let mut daemon = site.spawn();

@@ -343,23 +343,36 @@ fn retire_removed_feeds(cfg: &Config, store: &Store) -> Result<(), crate::store:
     if before == public {
         return Ok(());
     }
-    for gone in before.iter().filter(|n| !public.contains(n)) {
-        let removed = remove_feed_files(&cfg.paths.output, gone);
+    let mut on_disk = public.clone();
+    // Names read back from the store are checked again before they become paths.
+    for gone in before.iter().filter(|n| !public.contains(n) && crate::config::is_feed_name(n)) {
+        let (removed, left) = remove_feed_files(&cfg.paths.output, gone);
         if removed > 0 {
             info!("feed {gone} is no longer public: removed its {removed} files from {}", cfg.paths.output.display());
         }
+        if left > 0 {
+            // Tried again at the next publish (a read-only output, a permission).
+            on_disk.push(gone.clone());
+        }
     }
-    store.set_feeds_on_disk(&cfg.paths.output, &public)
+    if on_disk == before {
+        return Ok(());
+    }
+    store.set_feeds_on_disk(&cfg.paths.output, &on_disk)
 }
 
 /// Removes `<output>/<name>.{rss,atom,json}` and the archive pages `<output>/<name>/archive/<n>.<ext>[.gz]`,
-/// then the directories if empty; never follows a link. Returns how many files went.
-fn remove_feed_files(output: &std::path::Path, name: &str) -> usize {
-    let mut removed = 0;
+/// then the directories if empty; never follows a link. Returns how many files went and how many
+/// could not be removed.
+fn remove_feed_files(output: &std::path::Path, name: &str) -> (usize, usize) {
+    let (mut removed, mut left) = (0, 0);
     let mut remove = |p: &std::path::Path| match fs::remove_file(p) {
         Ok(()) => removed += 1,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!("cannot remove {} of a removed feed: {e}", p.display()),
+        Err(e) => {
+            left += 1;
+            warn!("cannot remove {} of a feed no longer public: {e}; retried at the next publish", p.display())
+        }
     };
     for ext in FORMATS {
         remove(&output.join(format!("{name}.{ext}")));
@@ -382,7 +395,7 @@ fn remove_feed_files(output: &std::path::Path, name: &str) -> usize {
         let _ = fs::remove_dir(&archive);
         let _ = fs::remove_dir(&dir);
     }
-    removed
+    (removed, left)
 }
 
 /// A feed that became keyed must not stay readable through a static server's copy.
@@ -508,6 +521,35 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn a_removal_that_fails_is_tried_again_and_only_recorded_feeds_are_touched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (out, state) = (dir.path().join("feeds"), dir.path().join("state"));
+        fs::create_dir_all(&out).expect("mkdir");
+        let store = Store::open(&state).expect("store");
+        let cfg = |feeds: &[&str]| {
+            let tables: String = feeds.iter().map(|f| format!("[[feed]]\nname = \"{f}\"\n")).collect();
+            let text =
+                format!("[site]\ntitle = \"T\"\nlink = \"https://x.org/\"\n[paths]\noutput = \"feeds\"\n{tables}");
+            Config::parse(&text, Path::new("t.toml"), dir.path()).expect("config")
+        };
+        // Never recorded as written by siar: left alone.
+        fs::write(out.join("asing.rss"), "x").expect("write");
+        retire_removed_feeds(&cfg(&["lama", "baru"]), &store).expect("record");
+        fs::write(out.join("lama.atom"), "x").expect("write");
+        // lama.rss cannot be removed (a directory in its place): lama stays on the list.
+        fs::create_dir_all(out.join("lama.rss/x")).expect("mkdir");
+        retire_removed_feeds(&cfg(&["baru"]), &store).expect("retire");
+        assert!(!out.join("lama.atom").exists());
+        assert_eq!(store.feeds_on_disk(&out).expect("read"), ["baru", "lama"]);
+        fs::remove_dir_all(out.join("lama.rss")).expect("rm");
+        fs::write(out.join("lama.json"), "x").expect("write");
+        retire_removed_feeds(&cfg(&["baru"]), &store).expect("retire again");
+        assert!(!out.join("lama.json").exists(), "the next publish tries again");
+        assert_eq!(store.feeds_on_disk(&out).expect("read"), ["baru"]);
+        assert!(out.join("asing.rss").exists());
+    }
+
+    #[test]
     fn a_removed_feed_loses_its_files_and_archive_pages_and_nothing_else() {
         let out = tempfile::tempdir().expect("tempdir");
         let o = out.path();
@@ -519,7 +561,7 @@ mod tests {
             fs::write(o.join("lama/archive").join(f), "x").expect("write");
         }
         std::os::unix::fs::symlink(o.join("lain.rss"), o.join("lama/archive/3.rss")).expect("symlink");
-        assert_eq!(remove_feed_files(o, "lama"), 7);
+        assert_eq!(remove_feed_files(o, "lama"), (7, 0));
         let mut left: Vec<String> = fs::read_dir(o.join("lama/archive"))
             .expect("archive stays: it holds other files")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -530,7 +572,7 @@ mod tests {
 
         fs::create_dir_all(o.join("kosong/archive")).expect("mkdir");
         fs::write(o.join("kosong/archive/1.rss"), "x").expect("write");
-        assert_eq!(remove_feed_files(o, "kosong"), 1);
+        assert_eq!(remove_feed_files(o, "kosong"), (1, 0));
         assert!(!o.join("kosong").exists(), "empty directories go too");
     }
 
