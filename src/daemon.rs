@@ -200,15 +200,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     let tasks = TaskTracker::new();
     let health = Arc::new(std::sync::RwLock::new(health_of(&cfg, &store)));
     let mut serving = None;
-    let files = raise_open_files_limit();
+    raise_open_files_limit();
     if let Some(server) = &cfg.server {
-        if (files as usize) < server.max_connections + 256 {
-            warn!(
-                "[server] max_connections {} is near or above the open-files limit {files}: raise LimitNOFILE \
-                 (ulimit -n) or lower max_connections",
-                server.max_connections
-            );
-        }
         serving = Some(spawn_server(&tasks, server, &cfg, None, health.clone(), &stop).await?);
     }
     let shelf = |serving: &Option<Serving>| serving.as_ref().map(|s| s.shelf.clone());
@@ -329,23 +322,24 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
 }
 
 /// Raises the soft open-files limit to the hard one (the usual soft limit, 1024, is below the
-/// server's connection limit); returns the limit in force. Refused under a seccomp filter that
-/// denies setrlimit: then the unit's LimitNOFILE decides.
-fn raise_open_files_limit() -> u64 {
+/// server's connection limit). Refused under a seccomp filter that denies setrlimit: then the
+/// unit's LimitNOFILE decides.
+fn raise_open_files_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return u64::MAX;
-        }
-        if lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
         }
     }
-    lim.rlim_cur
+}
+
+/// The soft open-files limit in force (unknown: unlimited).
+fn open_files_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit with a valid rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { u64::MAX }
 }
 
 /// What `/readyz` and `/metrics` read, from one config.
@@ -414,16 +408,42 @@ async fn spawn_server(
     health: Arc<std::sync::RwLock<Arc<serve::Health>>>,
     stop: &CancellationToken,
 ) -> Result<Serving, Failure> {
+    let files = open_files_limit();
+    if (files as usize) < server.max_connections + 256 {
+        warn!(
+            "[server] max_connections {} is near or above the open-files limit {files}: raise LimitNOFILE \
+             (ulimit -n) or lower max_connections",
+            server.max_connections
+        );
+    }
+    // A new address is bound while the old listener still holds its own: on the same port (another
+    // address of it, or the other listener's) that cannot work while siar runs.
+    let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
+        serve::bind(addr, key).await.map_err(|e| {
+            let own = old.map(|o| [Some(o.server.listen), o.server.metrics_listen]).into_iter().flatten().flatten();
+            let clash = own.into_iter().find(|a| a.port() == addr.port() && addr.port() != 0);
+            match clash {
+                Some(a) if e.kind() == std::io::ErrorKind::AddrInUse => Failure::new(
+                    EX_TEMPFAIL,
+                    anyhow::anyhow!(
+                        "[server] {key} {addr}: the port is held by siar's own listener on {a}; moving between \
+                         addresses of one port needs a restart (systemctl restart siar)"
+                    ),
+                ),
+                _ => Failure::new(EX_TEMPFAIL, e),
+            }
+        })
+    };
     let listen = match old.filter(|o| o.server.listen == server.listen) {
         Some(o) => o.listen.clone(),
-        None => Arc::new(serve::bind(server.listen, "listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?),
+        None => Arc::new(bind(server.listen, "listen").await?),
     };
     let metrics = match server.metrics_listen {
         None => None,
         Some(addr) => {
             Some(match old.filter(|o| o.server.metrics_listen == Some(addr)).and_then(|o| o.metrics.clone()) {
                 Some(l) => l,
-                None => Arc::new(serve::bind(addr, "metrics_listen").await.map_err(|e| Failure::new(EX_TEMPFAIL, e))?),
+                None => Arc::new(bind(addr, "metrics_listen").await?),
             })
         }
     };

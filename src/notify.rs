@@ -80,12 +80,12 @@ pub fn keepalive() {
 }
 
 /// The ingest loop's heartbeat, read by `keepalive`.
-pub static INGEST: Beat = Beat { busy: AtomicBool::new(false), last_ms: AtomicU64::new(0) };
+pub static INGEST: Beat = Beat { state: AtomicU64::new(0) };
 
-/// Progress of a loop: whether it is in the middle of its work, and when it last moved.
+/// Progress of a loop in one word (read as a whole, never half updated): 0 while it waits for
+/// work, else 1 + the time of its last step (ms since siar started).
 pub struct Beat {
-    busy: AtomicBool,
-    last_ms: AtomicU64,
+    state: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -96,21 +96,18 @@ fn now_ms() -> u64 {
 impl Beat {
     /// Work under way, and moving: call at its start and at every step.
     pub fn beat(&self) {
-        self.last_ms.store(now_ms(), Ordering::Relaxed);
-        self.busy.store(true, Ordering::Relaxed);
+        self.state.store(now_ms() + 1, Ordering::Release);
     }
 
     /// The work is done; waiting for more is not being stuck.
     pub fn idle(&self) {
-        self.busy.store(false, Ordering::Relaxed);
+        self.state.store(0, Ordering::Release);
     }
 
     /// How long busy work has not moved, when that is longer than `limit`.
     fn stalled(&self, limit: Duration) -> Option<Duration> {
-        if !self.busy.load(Ordering::Relaxed) {
-            return None;
-        }
-        let since = Duration::from_millis(now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)));
+        let last = self.state.load(Ordering::Acquire).checked_sub(1)?;
+        let since = Duration::from_millis(now_ms().saturating_sub(last));
         (since > limit).then_some(since)
     }
 }

@@ -883,6 +883,7 @@ fn a_full_disk_under_the_store_stops_siar_with_75_and_loses_nothing() {
         log.contains("no space left on device") && log.contains(&site.path("state").display().to_string()),
         "{log}"
     );
+    assert!(log.contains("the store failed"), "the failing write was not the ingest's batch:\n{log}");
     assert_eq!(site.pending().len(), 5, "an unacknowledged file left the drop folder:\n{log}");
     assert_eq!(site.files_in("drop/done").len(), 1);
 
@@ -977,6 +978,8 @@ fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
         wait_until(Duration::from_secs(10), &format!("pings again after {what}"), || pinged() >= before + 2);
     };
 
+    // READY=1 came, and the ingest is held on the first file: readiness did not wait for it.
+    wait_until(Duration::from_secs(10), "the ingest held", || failpoints.join("ingest-file.hit").exists());
     wait_until(Duration::from_secs(10), "the stall noticed", || daemon.log().contains("no progress"));
     silent_for_a_second("ingest");
     fs::remove_file(failpoints.join("ingest-file")).expect("rm");
@@ -987,8 +990,9 @@ fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
     // The publish loop hangs in a publish (after new articles and the 200 ms debounce).
     fs::write(failpoints.join("publish"), "").expect("failpoint");
     site.drop_file("b.txt", b"Title: Dua\n\nJAKARTA - Kabar dua.\n");
-    wait_until(Duration::from_secs(10), "b.txt stored", || site.files_in("drop/done").len() == 2);
-    std::thread::sleep(Duration::from_millis(600));
+    wait_until(Duration::from_secs(10), "the publish held", || failpoints.join("publish.hit").exists());
+    // A ping already under way when the publish was caught may still land.
+    std::thread::sleep(Duration::from_millis(300));
     silent_for_a_second("publish");
     fs::remove_file(failpoints.join("publish")).expect("rm");
     resumes("publish");
