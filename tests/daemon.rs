@@ -820,7 +820,10 @@ fn spawn_published(site: &Site) -> (support::Daemon, Vec<Vec<u8>>) {
 /// where it is (logged once, retried every rescan); both resume by themselves when space returns.
 #[test]
 fn a_full_disk_keeps_the_previous_feeds_and_the_dropped_files_and_work_resumes() {
-    let site = &per_second_site();
+    let site = &Site::with_config(&format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:0\"\n",
+        BASE_CONFIG.replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\"")
+    ));
     let Some(output) = support::Tmpfs::mount(&site.path("feeds"), "512k") else { return };
     let Some(drop) = support::Tmpfs::mount(&site.drop_dir(), "512k") else { return };
     let (mut daemon, before) = spawn_published(site);
@@ -858,6 +861,11 @@ fn a_full_disk_keeps_the_previous_feeds_and_the_dropped_files_and_work_resumes()
     assert!(site.path("drop/failed/kosong.txt.error").is_file());
     let log = daemon.log();
     assert!(log.contains("publishing recovered") && log.contains("works again"), "{log}");
+    // Each file counted once, however many times its move was retried.
+    let metrics = support::http(&daemon.addr(), "GET", "/metrics", &[]).text();
+    for line in ["siar_ingest_files_total{outcome=\"stored\"} 2", "siar_ingest_files_total{outcome=\"rejected\"} 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
+    }
     assert!(daemon.stop().success());
 }
 

@@ -295,6 +295,11 @@ impl DropFolder {
         self.listed = Some(notify);
     }
 
+    /// Whether moving this file out failed before (it is being retried).
+    pub fn is_stuck(&self, entry: &Entry) -> bool {
+        self.stuck.contains_key(&entry.name)
+    }
+
     /// Records how moving `entry` away went. A failure starts an episode: the file is retried once
     /// per `rescan` while it stays as it is (at once would only spin). True when a retry failed
     /// again (neither logged nor counted again).

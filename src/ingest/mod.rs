@@ -189,28 +189,17 @@ pub fn pass(
         let outcomes = if puts.is_empty() { Vec::new() } else { store.put_many(&puts, Utc::now())? };
         let mut done: Vec<(dropfolder::Entry, String)> = Vec::new();
         for (entry, outcome) in accepted.into_iter().zip(outcomes) {
-            let line = match &outcome {
-                Outcome::Inserted(a) => {
-                    report.stored += 1;
-                    format!("new article {} ({}) \"{}\"", a.key, a.id, a.title)
-                }
-                Outcome::Updated(a) => {
-                    report.stored += 1;
-                    format!("updated article {} to version {} ({})", a.key, a.version, a.id)
-                }
-                Outcome::Unchanged(key) => {
-                    report.unchanged += 1;
-                    format!("no change to article {key}")
-                }
-                Outcome::Duplicate(key) => {
-                    report.unchanged += 1;
-                    format!("duplicate of article {key} (same bytes), nothing new")
-                }
-                Outcome::Merged(key) | Outcome::Pruned(key) => {
-                    report.unchanged += 1;
-                    format!("already known as article {key}")
-                }
+            let (stored, line) = match &outcome {
+                Outcome::Inserted(a) => (true, format!("new article {} ({}) \"{}\"", a.key, a.id, a.title)),
+                Outcome::Updated(a) => (true, format!("updated article {} to version {} ({})", a.key, a.version, a.id)),
+                Outcome::Unchanged(key) => (false, format!("no change to article {key}")),
+                Outcome::Duplicate(key) => (false, format!("duplicate of article {key} (same bytes), nothing new")),
+                Outcome::Merged(key) | Outcome::Pruned(key) => (false, format!("already known as article {key}")),
             };
+            // A file retried because it could not be moved out was counted at its first try.
+            if !folder.is_stuck(&entry) {
+                *(if stored { &mut report.stored } else { &mut report.unchanged }) += 1;
+            }
             done.push((entry, line));
         }
         if !done.is_empty() {
@@ -238,12 +227,13 @@ pub fn pass(
             }
         }
         for (entry, reject, hash) in failed {
-            let moved = folder.reject(&entry, &reject, hash);
-            // A retry that fails again is neither logged nor counted again.
-            let failed_again = folder.note_move(&entry, moved.is_ok());
-            if !failed_again {
+            // A retry (the file could not be moved out before) was counted at its first try.
+            if !folder.is_stuck(&entry) {
                 report.rejected += 1;
             }
+            let moved = folder.reject(&entry, &reject, hash);
+            // A retry that fails again is not logged again.
+            let failed_again = folder.note_move(&entry, moved.is_ok());
             match moved {
                 Ok(None) => {
                     info!("{} was replaced while being read; the new version is read next", entry.display_name())
