@@ -99,6 +99,10 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     let config = read(&pkg.root.join("etc/siar/siar.toml"));
     assert_eq!(config, read(&Path::new(REPO).join("systemd/siar.toml")));
     assert!(pkg.root.join("usr/share/doc/siar/README.md").is_file());
+    let mut man = String::new();
+    let gz = fs::File::open(pkg.root.join("usr/share/man/man1/siar.1.gz")).expect("the man page, gzipped");
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz), &mut man).expect("gunzip");
+    assert_eq!(man, read(&Path::new(REPO).join("docs/siar.1")));
     // The unit runs what the package installs, on the config it installs.
     for line in unit.lines().filter(|l| l.starts_with("ExecStart") || l.starts_with("ExecReload=/usr")) {
         assert!(line.contains("/usr/bin/siar --config /etc/siar/siar.toml"), "{line}");
@@ -135,6 +139,50 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("title") || err.contains("link"), "{err}");
+}
+
+/// `man siar` stays in step with the binary: every command and option `--help` lists is in the
+/// man page, and so is every exit code; groff renders it without a warning.
+#[test]
+fn the_man_page_covers_every_command_option_and_exit_code() {
+    let page = read(&Path::new(REPO).join("docs/siar.1"));
+    let help = |args: &[&str]| run(Command::new(BIN).args(args).arg("--help"));
+    let commands = |text: &str| -> Vec<String> {
+        let after = text.split("Commands:").nth(1).unwrap_or("");
+        let block = after.split("\n\n").next().unwrap_or("");
+        block.lines().filter_map(|l| l.split_whitespace().next()).filter(|c| *c != "help").map(String::from).collect()
+    };
+    let options = |text: &str| -> Vec<String> {
+        text.split_whitespace()
+            .filter(|w| w.starts_with("--") && !["--help", "--version", "--config"].contains(w))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .collect()
+    };
+    // In roff a dash is written \-.
+    let in_page = |word: &str| page.contains(&word.replace('-', "\\-"));
+    let mut seen = 0;
+    for cmd in commands(&help(&[])) {
+        assert!(in_page(&format!(".B {cmd}")) || in_page(&format!(" {cmd}")), "siar {cmd} is not in docs/siar.1");
+        let text = help(&[&cmd]);
+        for opt in options(&text) {
+            assert!(in_page(&opt), "siar {cmd} {opt} is not in docs/siar.1");
+            seen += 1;
+        }
+        for sub in commands(&text) {
+            assert!(page.contains(&sub), "siar {cmd} {sub} is not in docs/siar.1");
+        }
+    }
+    assert!(seen >= 4, "the help parsing found too little ({seen} options)");
+    for code in ["0", "65", "66", "70", "73", "75", "78"] {
+        assert!(page.contains(&format!(".B {code}\n")), "exit status {code} is not in docs/siar.1");
+    }
+    let out = Command::new("man").args(["--warnings=w", "-l"]).arg(Path::new(REPO).join("docs/siar.1")).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            assert!(o.stderr.is_empty(), "groff warns: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        _ => eprintln!("SKIPPED: the man page's rendering check needs man (Debian's man-db)"),
+    }
 }
 
 /// The postinst and the system layout, for real: in a private mount namespace over a copy of /etc.
