@@ -79,6 +79,19 @@ pub fn keepalive() {
     }
 }
 
+/// `keepalive` from inside a long piece of work that is moving (a publish paging a long archive,
+/// page by page), at most every half watchdog period (and at most once a second).
+pub fn progress() {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let Some(period) = watchdog() else { return };
+    let every = (period / 2).min(Duration::from_secs(1)).as_millis() as u64;
+    let now = now_ms();
+    if now.saturating_sub(LAST.load(Ordering::Relaxed)) >= every {
+        LAST.store(now, Ordering::Relaxed);
+        keepalive();
+    }
+}
+
 /// The ingest loop's heartbeat, read by `keepalive`.
 pub static INGEST: Beat = Beat { state: AtomicU64::new(0) };
 

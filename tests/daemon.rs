@@ -1007,3 +1007,103 @@ fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
     wait_until(Duration::from_secs(10), "b published", || site.feed("all.rss").contains("Dua"));
     assert!(daemon.stop().success());
 }
+
+/// A first publish that pages a long history keeps the watchdog fed while it moves (page by page),
+/// where before the pings stopped for the whole publish.
+#[test]
+fn the_watchdog_is_fed_while_a_long_archive_is_paged() {
+    let site = Site::with_config(&BASE_CONFIG.replace("limit = 50", "limit = 1"));
+    const N: usize = 150;
+    for i in 0..N {
+        let body = format!(
+            "Title: Kabar arsip {i}\nDate: 2026-11-{:02} 08:{:02}\n\nJAKARTA - Isi kabar {i}.\n",
+            1 + i / 60,
+            i % 60
+        );
+        site.drop_file(&format!("arsip-{i:03}.txt"), body.as_bytes());
+    }
+    let sock_path = site.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let sink = pings.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                sink.lock().expect("lock").push(std::time::Instant::now());
+            }
+        }
+    });
+    let sock_env = sock_path.to_string_lossy().into_owned();
+    let mut daemon = site.spawn_with(&[("NOTIFY_SOCKET", sock_env.as_str()), ("WATCHDOG_USEC", "400000")]);
+    let last = format!("archive page {} holds", N - 1);
+    let (mut first_seen, mut last_seen) = (None, None);
+    let started = std::time::Instant::now();
+    while last_seen.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no paging:\n{}", daemon.log());
+        let log = daemon.log();
+        if first_seen.is_none() && log.contains("archive page 1 holds") {
+            first_seen = Some(std::time::Instant::now());
+        }
+        if log.contains(&last) {
+            last_seen = Some(std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (t0, t1) = (first_seen.expect("first page seen"), last_seen.expect("last page seen"));
+    assert!(t1 - t0 > Duration::from_millis(1200), "paging took only {:?}: the test proves nothing", t1 - t0);
+    let pings = pings.lock().expect("lock").clone();
+    let mut marks: Vec<std::time::Instant> = vec![t0];
+    marks.extend(pings.iter().copied().filter(|p| *p > t0 && *p < t1));
+    marks.push(t1);
+    let gap = marks.windows(2).map(|w| w[1] - w[0]).max().expect("gaps");
+    assert!(gap < Duration::from_millis(900), "no WATCHDOG=1 for {gap:?} while paging ({:?} in all)", t1 - t0);
+    assert!(daemon.stop().success());
+}
+
+/// A paging killed half way (kill -9, as a watchdog would) resumes where it was saved, not from
+/// page 1: a long history cannot keep a restarted siar paging from the start forever.
+#[test]
+fn a_long_paging_killed_half_way_resumes_where_it_was() {
+    let site = Site::with_config(&BASE_CONFIG.replace("limit = 50", "limit = 1"));
+    const N: usize = 150;
+    for i in 0..N {
+        let body = format!(
+            "Title: Kabar arsip {i}\nDate: 2026-11-{:02} 08:{:02}\n\nJAKARTA - Isi kabar {i}.\n",
+            1 + i / 60,
+            i % 60
+        );
+        site.drop_file(&format!("arsip-{i:03}.txt"), body.as_bytes());
+    }
+    let mut daemon = site.spawn();
+    support::wait_until_every(Duration::from_secs(60), Duration::from_millis(2), "page 101", || {
+        daemon.log().contains("archive page 101 holds")
+    });
+    daemon.kill9();
+    assert!(
+        !daemon.log().contains(&format!("archive page {} holds", N - 1)),
+        "the kill came too late to prove anything"
+    );
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(60), "the rest paged", || {
+        daemon.log().contains(&format!("archive page {} holds", N - 1))
+    });
+    let log = daemon.log();
+    assert!(
+        !log.contains("archive page 1 holds") && !log.contains("archive page 100 holds"),
+        "paged from the start again:\n{log}"
+    );
+    assert!(log.contains("archive page 101 holds"), "{log}");
+    assert!(daemon.stop().success());
+    // Every article on exactly one page (the newest in the feed itself).
+    let mut ids = Vec::new();
+    for n in 1..N {
+        let page = fs::read_to_string(site.path(&format!("feeds/all/archive/{n}.atom"))).expect("page");
+        for entry in page.split("<entry>").skip(1) {
+            ids.push(entry.split("<id>").nth(1).and_then(|r| r.split("</id>").next()).expect("id").to_string());
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N - 1, "an article lost or doubled across the archive pages");
+}

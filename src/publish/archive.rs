@@ -19,6 +19,10 @@ use crate::store::Store;
 
 /// A partial page is cut once its oldest article has waited this long.
 pub const PARTIAL_AFTER_MS: i64 = 3_600_000;
+/// How often a long paging saves (and flushes) where it is: every 5 s or 100 pages.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const SAVE_PAGES: u32 = 100;
+
 /// How far past the window a changed window looks for articles to archive.
 const DEPTH: usize = 1000;
 
@@ -50,7 +54,10 @@ pub fn update(
         let candidates = store.newest_keys(depth, |a| selects(feed, a))?;
         let mut fresh = Vec::new();
         for key in candidates.into_iter().rev() {
-            if in_window.contains(key.as_str()) || waiting.contains(&key) || store.is_archived(&feed.name, &key)? {
+            // A mark on a page past the saved count is from a paging that crashed before saving:
+            // that page is cut again, with the same articles.
+            let archived = store.archived_on(&feed.name, &key)?.is_some_and(|p| p <= st.pages);
+            if in_window.contains(key.as_str()) || waiting.contains(&key) || archived {
                 continue;
             }
             fresh.push((key, now));
@@ -60,6 +67,9 @@ pub fn update(
         st.window = keys;
     }
     let size = feed.archive_page_size();
+    // A first publish may page a long history: progress is saved as it goes (a stop, a crash or a
+    // watchdog kill resumes there instead of starting over), and it keeps the watchdog fed.
+    let mut saved = std::time::Instant::now();
     while due(&st.pending, size, now) {
         let take = size.min(st.pending.len());
         let page: Vec<String> = st.pending[..take].iter().map(|(k, _)| k.clone()).collect();
@@ -81,6 +91,12 @@ pub fn update(
         st.pages = n;
         st.pending.drain(..take);
         info!("feed {}: archive page {n} holds {} articles", feed.name, kept.len());
+        crate::notify::progress();
+        if saved.elapsed() >= SAVE_EVERY || n % SAVE_PAGES == 0 {
+            store.put_archive_state(&feed.name, &st)?;
+            store.flush()?;
+            saved = std::time::Instant::now();
+        }
     }
     if st != before {
         store.put_archive_state(&feed.name, &st)?;
@@ -144,6 +160,7 @@ fn restore_missing(cfg: &Config, feed: &Feed, store: &Store, pages: u32) -> Resu
         if write_page(cfg, feed, store, n, &articles, (n < pages).then(|| n + 1)) {
             info!("feed {}: archive page {n} was missing; written again", feed.name);
         }
+        crate::notify::progress();
     }
     Ok(())
 }

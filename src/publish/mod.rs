@@ -243,6 +243,7 @@ impl Publisher {
         let started = Instant::now();
         let mut report = Report::default();
         for feed in &cfg.feeds {
+            crate::notify::progress();
             let feed_started = Instant::now();
             let keyed = feed.access != Access::Public;
             let articles = select(feed, store)?;

@@ -675,8 +675,13 @@ impl Store {
         }
     }
 
-    pub fn is_archived(&self, feed: &str, key: &str) -> Result<bool, Error> {
-        self.archives.contains_key(keys::archived(feed, key)).map_err(|e| self.err(e))
+    /// The archive page holding the article, if one was cut for it.
+    pub fn archived_on(&self, feed: &str, key: &str) -> Result<Option<u32>, Error> {
+        Ok(self
+            .archives
+            .get(keys::archived(feed, key))
+            .map_err(|e| self.err(e))?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes)))
     }
 
     /// The public feeds whose files the output directory `output` holds (none recorded for
