@@ -1008,12 +1008,13 @@ fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
     assert!(daemon.stop().success());
 }
 
-/// A first publish that pages a long history keeps the watchdog fed while it moves (page by page),
-/// where before the pings stopped for the whole publish.
-#[test]
-fn the_watchdog_is_fed_while_a_long_archive_is_paged() {
+/// Articles in the long history of `long_history_site`.
+const N: usize = 150;
+
+/// A feed with a window of one and N articles waiting in the drop folder: the first publish cuts
+/// N - 1 archive pages of one article each.
+fn long_history_site() -> Site {
     let site = Site::with_config(&BASE_CONFIG.replace("limit = 50", "limit = 1"));
-    const N: usize = 150;
     for i in 0..N {
         let body = format!(
             "Title: Kabar arsip {i}\nDate: 2026-11-{:02} 08:{:02}\n\nJAKARTA - Isi kabar {i}.\n",
@@ -1022,6 +1023,14 @@ fn the_watchdog_is_fed_while_a_long_archive_is_paged() {
         );
         site.drop_file(&format!("arsip-{i:03}.txt"), body.as_bytes());
     }
+    site
+}
+
+/// A first publish that pages a long history keeps the watchdog fed while it moves (page by page),
+/// where before the pings stopped for the whole publish.
+#[test]
+fn the_watchdog_is_fed_while_a_long_archive_is_paged() {
+    let site = long_history_site();
     let sock_path = site.path("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
     let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
@@ -1065,16 +1074,7 @@ fn the_watchdog_is_fed_while_a_long_archive_is_paged() {
 /// page 1: a long history cannot keep a restarted siar paging from the start forever.
 #[test]
 fn a_long_paging_killed_half_way_resumes_where_it_was() {
-    let site = Site::with_config(&BASE_CONFIG.replace("limit = 50", "limit = 1"));
-    const N: usize = 150;
-    for i in 0..N {
-        let body = format!(
-            "Title: Kabar arsip {i}\nDate: 2026-11-{:02} 08:{:02}\n\nJAKARTA - Isi kabar {i}.\n",
-            1 + i / 60,
-            i % 60
-        );
-        site.drop_file(&format!("arsip-{i:03}.txt"), body.as_bytes());
-    }
+    let site = long_history_site();
     let mut daemon = site.spawn();
     support::wait_until_every(Duration::from_secs(60), Duration::from_millis(2), "page 101", || {
         daemon.log().contains("archive page 101 holds")
