@@ -41,8 +41,15 @@ impl Failure {
 
 impl From<crate::store::Error> for Failure {
     fn from(e: crate::store::Error) -> Failure {
-        // The message already carries sled's error: one line, not the chain again.
-        Failure::new(e.exit_code(), anyhow::anyhow!(e.to_string()))
+        use crate::store::ErrorKind;
+        // sysexits: 65 damaged data (never restarted: RestartPreventExitStatus), 73 a read-only
+        // store, 75 temporary (locked, I/O). The message already carries sled's error: one line.
+        let code = match e.kind() {
+            ErrorKind::Damaged => EX_DATAERR,
+            ErrorKind::Unavailable if e.os_error() == Some(libc::EROFS) => EX_CANTCREAT,
+            ErrorKind::Locked | ErrorKind::Unavailable => EX_TEMPFAIL,
+        };
+        Failure::new(code, anyhow::anyhow!(e.to_string()))
     }
 }
 
@@ -137,14 +144,83 @@ pub fn prepare_dirs(cfg: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Opens the store, saying clearly when another process holds it.
+/// Opens the store, saying clearly when another process holds it, and refusing (65) an empty
+/// store beside evidence that it held articles: files in `<drop>/done/`, or non-empty feeds siar
+/// wrote in the output directory. A missing store is not created then.
 pub fn open_store(cfg: &Config) -> Result<Store, Failure> {
-    Store::open(&cfg.paths.state).map_err(|e| match e {
-        crate::store::Error::Locked { .. } => Failure::new(
+    let state = &cfg.paths.state;
+    match open_or_busy(cfg)? {
+        Some(store) => Ok(store),
+        None => Err(Failure::new(
             EX_TEMPFAIL,
-            anyhow::anyhow!("{e}; stop the other siar first (only one daemon may use a state directory)"),
+            anyhow::anyhow!(
+                "the store {} is in use by another process (a running siar?); stop the other siar first \
+                 (only one daemon may use a state directory)",
+                state.display()
+            ),
+        )),
+    }
+}
+
+/// `open_store`, with `None` when another process (the daemon) holds the store: a reading
+/// command then asks the daemon instead.
+pub fn open_or_busy(cfg: &Config) -> Result<Option<Store>, Failure> {
+    let state = &cfg.paths.state;
+    refuse_if_lost(cfg)?;
+    let store = match Store::open(state) {
+        Ok(s) => s,
+        Err(crate::store::Error::Locked { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let c = store.counted();
+    if c.articles == 0
+        && c.removed == 0
+        && let Some(evidence) = evidence_of_articles(cfg)
+    {
+        return Err(lost_store(cfg, &format!("it holds no articles, but {evidence}")));
+    }
+    Ok(Some(store))
+}
+
+/// Refuses (65) when there is no store but evidence that there was one.
+pub fn refuse_if_lost(cfg: &Config) -> Result<(), Failure> {
+    if !crate::store::ledger::has_store(&cfg.paths.state)
+        && let Some(evidence) = evidence_of_articles(cfg)
+    {
+        return Err(lost_store(cfg, &format!("there is no store there, but {evidence}")));
+    }
+    Ok(())
+}
+
+fn lost_store(cfg: &Config, what: &str) -> Failure {
+    Failure::new(
+        EX_DATAERR,
+        anyhow::anyhow!(
+            "the store {} is damaged or lost: {what}. Nothing was published from it. Next: `siar verify` \
+             says what is wrong; `siar rebuild` builds the store again from {} (and `--from` an export, \
+             if you have one), keeping the articles' ids (README: Recovering a damaged store)",
+            cfg.paths.state.display(),
+            cfg.paths.drop.join(ingest::dropfolder::DONE).display()
         ),
-        e => Failure::from(e),
+    )
+}
+
+/// What shows that the store once held articles: files acknowledged into `<drop>/done/`, or a
+/// feed file of siar's with items in the output directory.
+pub fn evidence_of_articles(cfg: &Config) -> Option<String> {
+    let done = cfg.paths.drop.join(ingest::dropfolder::DONE);
+    let ingested = std::fs::read_dir(&done)
+        .map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file())).count())
+        .unwrap_or(0);
+    if ingested > 0 {
+        return Some(format!("{} holds {ingested} ingested files", done.display()));
+    }
+    let dir = std::fs::read_dir(&cfg.paths.output).ok()?;
+    let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+    names.sort();
+    names.into_iter().find_map(|p| {
+        let items = publish::items_in_siar_feed(&p)?;
+        (items > 0).then(|| format!("{} holds {items} items", p.display()))
     })
 }
 
@@ -179,6 +255,7 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::new(EX_SOFTWARE, anyhow::anyhow!("the pass panicked: {e}")))??;
         signals.abort();
+        tokio::task::spawn_blocking(move || store.close()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
         let (i, p) = report;
         info!(
             "pass done: {} stored, {} unchanged, {} rejected; {} files written, {} unchanged, {} failed",
@@ -315,8 +392,8 @@ pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     {
         return Err(e.into());
     }
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.flush()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
+    drop((serving, health));
+    tokio::task::spawn_blocking(move || store.close()).await.map_err(|e| Failure::new(EX_SOFTWARE, e))??;
     info!("stopped; store flushed");
     Ok(())
 }

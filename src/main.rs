@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use siar::config::Config;
 use siar::daemon::{self, DirState, EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL, Failure};
-use siar::{control, ingest, opml, store};
+use siar::{control, ingest, opml};
 
 #[derive(Parser)]
 #[command(name = "siar", version, about = "Publishes and aggregates news feeds")]
@@ -161,7 +161,7 @@ fn new_key(path: &std::path::Path, feed: &str) -> Result<(), String> {
 fn init_logging(log: Option<&siar::config::Log>) {
     use tracing_subscriber::EnvFilter;
     let default = log.map_or("info", |l| l.level.as_str());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default},sled=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default},sled=off")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if log.is_some_and(|l| l.json) {
         builder.json().with_current_span(false).init();
@@ -408,18 +408,22 @@ fn hand_in(cfg: &Config, files: &[PathBuf]) -> Result<(), Failure> {
 
 fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
     let articles = if !cfg.paths.state.exists() {
+        daemon::refuse_if_lost(cfg)?;
         eprintln!("siar: no store at {} yet: nothing ingested", cfg.paths.state.display());
         Vec::new()
     } else {
-        match store::Store::open(&cfg.paths.state) {
-            Ok(s) => s.newest(limit.unwrap_or(usize::MAX), |_| true)?,
-            Err(store::Error::Locked { .. }) => control::request_list(&cfg.paths.state, limit).map_err(|e| {
+        match daemon::open_or_busy(cfg)? {
+            Some(s) => {
+                let listed = s.newest(limit.unwrap_or(usize::MAX), |_| true)?;
+                s.close()?;
+                listed
+            }
+            None => control::request_list(&cfg.paths.state, limit).map_err(|e| {
                 Failure::new(
                     EX_TEMPFAIL,
                     anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()),
                 )
             })?,
-            Err(e) => return Err(e.into()),
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -441,17 +445,21 @@ fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
 fn show_sources(cfg: &Config, json: bool) -> Result<(), Failure> {
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name.clone()).collect();
     let statuses = if !cfg.paths.state.exists() {
+        daemon::refuse_if_lost(cfg)?;
         names.iter().map(|n| control::SourceStatus { name: n.clone(), items: 0, state: None }).collect()
     } else {
-        match store::Store::open(&cfg.paths.state) {
-            Ok(s) => control::source_statuses(&s, &names)?,
-            Err(store::Error::Locked { .. }) => control::request_sources(&cfg.paths.state).map_err(|e| {
+        match daemon::open_or_busy(cfg)? {
+            Some(s) => {
+                let statuses = control::source_statuses(&s, &names)?;
+                s.close()?;
+                statuses
+            }
+            None => control::request_sources(&cfg.paths.state).map_err(|e| {
                 Failure::new(
                     EX_TEMPFAIL,
                     anyhow::anyhow!("the store {} is held by a running siar, and {e}", cfg.paths.state.display()),
                 )
             })?,
-            Err(e) => return Err(e.into()),
         }
     };
     let mut out = String::new();

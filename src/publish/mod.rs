@@ -462,6 +462,30 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
     }
 }
 
+/// How many items a feed file that siar wrote holds (`None`: not a feed file of siar's). Used at
+/// start to tell a lost store from a new one.
+pub fn items_in_siar_feed(path: &std::path::Path) -> Option<usize> {
+    use std::io::Read;
+    let ext = path.extension()?.to_str()?;
+    if !FORMATS.contains(&ext) {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(64 << 20).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let count = |tag: &str| text.matches(&format!("<{tag}>")).count() + text.matches(&format!("<{tag} ")).count();
+    match ext {
+        "json" => {
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let ours = v.get("version")?.as_str()?.starts_with("https://jsonfeed.org/");
+            ours.then(|| v.get("items").and_then(|i| i.as_array()).map_or(0, Vec::len))
+        }
+        _ if !text.contains(GENERATOR.split(' ').next().unwrap_or("siar")) => None,
+        "rss" => Some(count("item")),
+        _ => Some(count("entry")),
+    }
+}
+
 /// A one-line summary for systemd's STATUS=: articles, feeds, sources failing, last publish.
 pub fn status_line(cfg: &Config, store: &Store) -> String {
     let failing = cfg

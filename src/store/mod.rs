@@ -2,17 +2,25 @@
 //! names trees or builds keys. Writes of one article and its index entries are one transaction;
 //! durability comes from `flush`, which callers run once per batch before acknowledging input.
 
+mod archives;
+mod articles;
 mod keys;
+pub mod ledger;
+mod merge;
+mod open;
+mod retention;
+mod sources;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Timelike, Utc};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::{Transactional, Tree};
+use chrono::{DateTime, Utc};
+use sled::Tree;
 
-use serde::{Deserialize, Serialize};
+use crate::article::{self, Article};
 
-use crate::article::{self, Article, Provenance};
+pub use archives::ArchiveState;
+pub use sources::SourceState;
 
 const SCHEMA_VERSION: u32 = 1;
 /// sled's default cache is 1 GiB; a feed store needs far less.
@@ -20,40 +28,104 @@ const CACHE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the store {path} is in use by another process (a running siar?): {}", describe(.source))]
-    Locked { path: PathBuf, source: sled::Error },
-    #[error("cannot open the store {path}: {}", describe(.source))]
-    Open { path: PathBuf, source: sled::Error },
+    #[error("the store {path} is in use by another process (a running siar?)")]
+    Locked { path: PathBuf },
+    #[error("the store {path} is damaged: {detail}. {NEXT_STEP}")]
+    Damaged { path: PathBuf, detail: String },
     #[error(
-        "the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar or rebuild the store"
+        "the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar, or `siar export` with it and `siar import` here"
     )]
     Schema { path: PathBuf, found: u32 },
     #[error("store {path}: {}", describe(.source))]
     Sled { path: PathBuf, source: sled::Error },
-    #[error("store {path}: a stored record is unreadable: {detail}")]
-    Corrupt { path: PathBuf, detail: String },
+    #[error("store {path}: {what}: {}", describe_io(.source))]
+    Io { path: PathBuf, what: String, source: std::io::Error },
 }
 
-/// sled's I/O errors in words (its own Display shows the Debug form), with what to do on a full disk.
+/// What kind of failure a store error is, for callers choosing what to do (exit codes, retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The data is damaged or of another format: retrying cannot help.
+    Damaged,
+    /// Another process holds the store.
+    Locked,
+    /// I/O failed (full disk, permissions): may pass.
+    Unavailable,
+}
+
+impl Error {
+    pub(crate) fn damaged(path: &Path, detail: impl Into<String>) -> Error {
+        Error::Damaged { path: path.to_path_buf(), detail: detail.into() }
+    }
+
+    /// A sled error about its data, at open, in the words of a damaged store.
+    fn into_damage(self, path: &Path) -> Error {
+        match self {
+            Error::Sled { source, .. } if self_is_damage(&source) => Error::damaged(path, describe(&source)),
+            e => e,
+        }
+    }
+
+    /// The same error about another path (a checked copy stands for the store).
+    fn repath(self, to: &Path) -> Error {
+        let to = to.to_path_buf();
+        match self {
+            Error::Locked { .. } => Error::Locked { path: to },
+            Error::Damaged { detail, .. } => Error::Damaged { path: to, detail },
+            Error::Schema { found, .. } => Error::Schema { path: to, found },
+            Error::Sled { source, .. } => Error::Sled { path: to, source },
+            Error::Io { what, source, .. } => Error::Io { path: to, what, source },
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Damaged { .. } | Error::Schema { .. } => ErrorKind::Damaged,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Sled { source, .. } if self_is_damage(source) => ErrorKind::Damaged,
+            Error::Sled { .. } => ErrorKind::Unavailable,
+            Error::Io { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    pub fn is_damage(&self) -> bool {
+        self.kind() == ErrorKind::Damaged
+    }
+
+    /// The OS error under an I/O failure (EROFS, ENOSPC...), if any.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sled { source: sled::Error::Io(e), .. } | Error::Io { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Corruption, an unsupported (foreign) format, a bug report, a missing tree: not I/O.
+fn self_is_damage(e: &sled::Error) -> bool {
+    !matches!(e, sled::Error::Io(_))
+}
+
+const NEXT_STEP: &str = "Nothing was published from it and its files are left as they were. Next: `siar verify` \
+    lists what is wrong; `siar rebuild` moves the store aside and builds it again from the drop folder's done/ \
+    (and `--from` an export, if you have one), keeping the articles' ids (README: Recovering a damaged store)";
+
+/// sled's errors in words (its own Display shows the Debug form), with what to do.
 fn describe(e: &sled::Error) -> String {
     match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            "no space left on device: free space on that disk; siar exits 75 (temporary) and systemd restarts it"
-                .to_string()
-        }
-        sled::Error::Io(io) => io.to_string(),
+        sled::Error::Io(io) => describe_io(io),
+        sled::Error::Corruption { .. } => "sled found corrupted data".to_string(),
+        sled::Error::Unsupported(what) => format!("sled cannot read this format: {what}"),
         other => other.to_string(),
     }
 }
 
-impl Error {
-    /// sysexits code for the daemon: 65 corrupt data, 75 temporary (locked, I/O).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Schema { .. } | Error::Corrupt { .. } => 65,
-            Error::Open { source: sled::Error::Corruption { .. }, .. } => 65,
-            _ => 75,
-        }
+fn describe_io(io: &std::io::Error) -> String {
+    if io.kind() == std::io::ErrorKind::StorageFull {
+        "no space left on device: free space on that disk; siar exits 75 (temporary) and systemd restarts it"
+            .to_string()
+    } else {
+        io.to_string()
     }
 }
 
@@ -97,167 +169,6 @@ impl Put {
     }
 }
 
-/// What the store keeps about an external source between polls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceState {
-    /// The URL in the config when this state was written: a changed config URL starts afresh.
-    pub configured_url: String,
-    /// The URL polled: the configured one, or where a permanent redirect pointed.
-    pub url: String,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub last_poll: Option<DateTime<Utc>>,
-    pub last_success: Option<DateTime<Utc>>,
-    pub next_poll: Option<DateTime<Utc>>,
-    /// Consecutive failures (0 after a success).
-    pub failures: u32,
-    /// "new", "ok", "not modified", "error", "disabled".
-    pub status: String,
-    /// The last outcome in words (the error, or what changed).
-    pub detail: String,
-    /// Why the source is disabled (410 Gone), if it is.
-    pub disabled: Option<String>,
-    pub title: Option<String>,
-    pub feed_id: Option<String>,
-    pub site: Option<String>,
-    pub polls: u64,
-    pub not_modified: u64,
-    pub errors: u64,
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<serde_json::Error>>;
-
-/// The trees one put touches, inside its transaction.
-struct Tx<'a> {
-    articles: &'a TransactionalTree,
-    by_date: &'a TransactionalTree,
-    by_hash: &'a TransactionalTree,
-    history: &'a TransactionalTree,
-    links: &'a TransactionalTree,
-    stories: &'a TransactionalTree,
-    aliases: &'a TransactionalTree,
-    pruned: &'a TransactionalTree,
-    by_source: &'a TransactionalTree,
-}
-
-fn load(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Article>> {
-    match tree.get(key)? {
-        None => Ok(None),
-        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(ConflictableTransactionError::Abort)?)),
-    }
-}
-
-fn save(tx: &Tx, a: &Article) -> TxResult<()> {
-    let bytes = serde_json::to_vec(a).map_err(ConflictableTransactionError::Abort)?;
-    tx.articles.insert(a.key.as_bytes(), bytes)?;
-    Ok(())
-}
-
-/// The public id as a dedupe key (two sources carrying one id carry one item). Ids share the
-/// `links` tree, set apart by a prefix no link key has.
-fn id_key(id: &str) -> String {
-    format!("id\0{id}")
-}
-
-fn source_of(key: &str) -> &str {
-    key.split_once('/').map_or(key, |(s, _)| s)
-}
-
-/// An article of another source telling the same story (same link, or same title and body).
-fn same_story(tx: &Tx, put: &Put) -> TxResult<Option<Article>> {
-    let source = &put.article.source;
-    let id = Some((tx.links, id_key(&put.article.id).into_bytes()));
-    let link = put.link_key.as_ref().map(|k| (tx.links, k.as_bytes().to_vec()));
-    let story = put.story_key.map(|k| (tx.stories, k.to_vec()));
-    for (tree, k) in id.into_iter().chain(link).chain(story) {
-        if let Some(v) = tree.get(&k)?
-            && source_of(&String::from_utf8_lossy(&v)) != source
-            && let Some(a) = load(tx.articles, &v)?
-        {
-            return Ok(Some(a));
-        }
-    }
-    Ok(None)
-}
-
-fn put_one(tx: &Tx, put: &Put, now: DateTime<Utc>) -> TxResult<Outcome> {
-    let mut incoming = put.article.clone();
-    if let Some(hash) = put.file_hash {
-        if let Some(key) = tx.by_hash.get(hash)? {
-            return Ok(Outcome::Duplicate(String::from_utf8_lossy(&key).into_owned()));
-        }
-        tx.by_hash.insert(&hash[..], incoming.key.as_bytes())?;
-    }
-    let key = incoming.key.clone();
-    // Retention and cross-source merges concern external sources only.
-    let external = incoming.source != crate::article::DROP_SOURCE;
-    if external && tx.pruned.get(key.as_bytes())?.is_some() {
-        return Ok(Outcome::Pruned(key));
-    }
-    if external && let Some(canonical) = tx.aliases.get(key.as_bytes())? {
-        return Ok(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned()));
-    }
-    let inserted = match load(tx.articles, key.as_bytes())? {
-        None => {
-            if external && let Some(mut first) = same_story(tx, put)? {
-                // The first-seen version stays the published one; this source is recorded.
-                let via = incoming.via.as_ref();
-                first.provenance.push(Provenance {
-                    source: incoming.source.clone(),
-                    url: via.map(|v| v.url.clone()).unwrap_or_default(),
-                    origin_id: incoming.origin_id.clone().unwrap_or_default(),
-                    link: incoming.link.clone(),
-                    seen: now,
-                });
-                save(tx, &first)?;
-                tx.aliases.insert(key.as_bytes(), first.key.as_bytes())?;
-                return Ok(Outcome::Merged(first.key));
-            }
-            incoming.version = 1;
-            true
-        }
-        Some(old) if old.digest == incoming.digest && (!put.explicit_date || old.published == incoming.published) => {
-            return Ok(Outcome::Unchanged(old.key));
-        }
-        Some(old) => {
-            // Keep the public id and, unless the new version names its own date, the first date.
-            incoming.id = old.id.clone();
-            incoming.version = old.version + 1;
-            incoming.provenance = old.provenance.clone();
-            if !put.explicit_date {
-                incoming.published = old.published;
-            }
-            // Later than the last version, even for many edits within one second (milliseconds).
-            let floor = old.updated + chrono::Duration::milliseconds(1);
-            let now_ms = now.with_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now);
-            incoming.updated = now_ms.max(floor);
-            let old_bytes = serde_json::to_vec(&old).map_err(ConflictableTransactionError::Abort)?;
-            tx.history.insert(keys::history(&old.key, old.version), old_bytes)?;
-            tx.by_date.remove(keys::by_date(&old.published, &old.key))?;
-            tx.by_source.remove(keys::by_source(&old.source, &old.published, &old.key))?;
-            false
-        }
-    };
-    save(tx, &incoming)?;
-    tx.by_date.insert(keys::by_date(&incoming.published, &key), &[])?;
-    tx.by_source.insert(keys::by_source(&incoming.source, &incoming.published, &key), &[])?;
-    // Dedupe indexes: the first article with a link, id or story keeps it. A drop article's link
-    // and id are its own (minted from its unique slug), so they are written without a look first,
-    // and the story index is for external items only (a partner's copy of a newsroom story links
-    // to it, or carries its id): ingest speed is the drop folder's first concern.
-    for l in put.link_key.iter().cloned().chain([id_key(&incoming.id)]) {
-        if !external || tx.links.get(l.as_bytes())?.is_none() {
-            tx.links.insert(l.as_bytes(), key.as_bytes())?;
-        }
-    }
-    if let Some(h) = put.story_key.filter(|_| external)
-        && tx.stories.get(h)?.is_none()
-    {
-        tx.stories.insert(&h[..], key.as_bytes())?;
-    }
-    Ok(if inserted { Outcome::Inserted(incoming) } else { Outcome::Updated(incoming) })
-}
-
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
@@ -276,98 +187,16 @@ pub struct Store {
     /// RFC 5005 archive pages per feed: `<feed>\0state` -> ArchiveState, `<feed>\0page\0<n BE>`
     /// -> the page's keys, `<feed>\0key\0<key>` -> the page holding the article.
     archives: Tree,
-    /// `schema_version`, `created`, `indexes`, `on_disk` (the public feeds written, per output).
+    /// `schema_version`, `created`, `indexes`, `on_disk` (the public feeds written, per output),
+    /// `removed` (articles retention removed, a u64).
     meta: Tree,
-}
-
-/// Where a feed's archive stands: the window last published, the articles waiting for a page
-/// (with when they started waiting, ms), how many pages exist.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ArchiveState {
-    pub window: Vec<String>,
-    pub pending: Vec<(String, i64)>,
-    pub pages: u32,
+    /// Articles stored and removed, kept in step with the trees (after each commit).
+    counts: Arc<Mutex<open::Counts>>,
+    /// The ledger as last written.
+    recorded: Arc<Mutex<ledger::Ledger>>,
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, Error> {
-        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open().map_err(
-            |source| {
-                let locked = matches!(&source, sled::Error::Io(e) if e.to_string().contains("lock"));
-                if locked {
-                    Error::Locked { path: path.to_path_buf(), source }
-                } else {
-                    Error::Open { path: path.to_path_buf(), source }
-                }
-            },
-        )?;
-        let sled_err = |source| Error::Sled { path: path.to_path_buf(), source };
-        let tree = |name: &str| db.open_tree(name).map_err(sled_err);
-        let meta = tree("meta")?;
-        match meta.get("schema_version").map_err(sled_err)? {
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()).map_err(sled_err)?;
-            }
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(0);
-                if found != SCHEMA_VERSION {
-                    return Err(Error::Schema { path: path.to_path_buf(), found });
-                }
-            }
-        }
-        let created = match meta.get("created").map_err(sled_err)? {
-            Some(v) => String::from_utf8_lossy(&v).parse::<DateTime<Utc>>().ok(),
-            None => None,
-        };
-        let created = match created {
-            Some(c) => c,
-            None => {
-                let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
-                meta.insert("created", now.to_rfc3339().as_bytes()).map_err(sled_err)?;
-                now
-            }
-        };
-        let store = Store {
-            created,
-            articles: tree("articles")?,
-            by_date: tree("by_date")?,
-            by_hash: tree("by_hash")?,
-            history: tree("history")?,
-            links: tree("links")?,
-            stories: tree("stories")?,
-            aliases: tree("aliases")?,
-            pruned: tree("pruned")?,
-            by_source: tree("by_source")?,
-            sources: tree("sources")?,
-            archives: tree("archives")?,
-            meta: meta.clone(),
-            path: path.to_path_buf(),
-            db,
-        };
-        if meta.get("indexes").map_err(sled_err)?.is_none() {
-            store.build_indexes()?;
-            meta.insert("indexes", &2u32.to_be_bytes()).map_err(sled_err)?;
-        }
-        Ok(store)
-    }
-
-    /// Fills the per-source and dedupe indexes for a store written before they existed.
-    fn build_indexes(&self) -> Result<(), Error> {
-        for item in self.articles.iter().values() {
-            let v = item.map_err(|e| self.err(e))?;
-            let a: Article = serde_json::from_slice(&v).map_err(|e| self.corrupt(e))?;
-            let k = keys::by_source(&a.source, &a.published, &a.key);
-            self.by_source.insert(k, &[]).map_err(|e| self.err(e))?;
-            for l in article::link_key(&a.link).into_iter().chain([id_key(&a.id)]) {
-                self.links.insert(l.as_bytes(), a.key.as_bytes()).map_err(|e| self.err(e))?;
-            }
-            if let Some(h) = article::story_key(&a) {
-                self.stories.insert(&h[..], a.key.as_bytes()).map_err(|e| self.err(e))?;
-            }
-        }
-        Ok(())
-    }
-
     /// When this store was created: the `updated` time of a feed that has no articles yet
     /// (stable across publishes, unlike the clock).
     pub fn created(&self) -> DateTime<Utc> {
@@ -383,160 +212,42 @@ impl Store {
     }
 
     fn corrupt(&self, detail: impl std::fmt::Display) -> Error {
-        Error::Corrupt { path: self.path.clone(), detail: detail.to_string() }
+        Error::damaged(&self.path, format!("a stored record is unreadable: {detail}"))
     }
 
-    /// Stores one article in one transaction; see `put_many`.
-    pub fn put(
-        &self,
-        incoming: Article,
-        explicit_date: bool,
-        file_hash: &[u8; 32],
-        now: DateTime<Utc>,
-    ) -> Result<Outcome, Error> {
-        let mut out = self.put_many(&[Put::new(incoming, explicit_date, Some(*file_hash), true)], now)?;
-        Ok(out.remove(0))
+    fn counts(&self) -> std::sync::MutexGuard<'_, open::Counts> {
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Stores articles in one transaction (all or none): each is a new article, a new version of
-    /// an existing one (same id, `updated` advanced, the old version kept in history), or nothing
-    /// when its file bytes or its content were stored before. Outcomes are in input order.
-    pub fn put_many(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
-        // A re-polled feed is mostly items stored before, unchanged: those are answered from a
-        // look at the stored digest, outside the transaction (which re-checks the rest).
-        let mut known: Vec<Option<Outcome>> = Vec::with_capacity(puts.len());
-        for p in puts {
-            known.push(if p.file_hash.is_none() { self.known(p)? } else { None });
+    /// Articles stored and removed by retention, as counted at open and kept since.
+    pub fn counted(&self) -> open::Counts {
+        *self.counts()
+    }
+
+    /// Writes the ledger when what it says changed; never lowers what it says was held.
+    fn record(&self, new: ledger::Ledger) -> Result<(), Error> {
+        let mut last = self.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = new.held.max(last.held);
+        if last.format != 0 && held == last.held && new.removed == last.removed {
+            return Ok(());
         }
-        if known.iter().all(Option::is_some) {
-            return Ok(known.into_iter().flatten().collect());
-        }
-        let rest: Vec<&Put> = puts.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(p, _)| p).collect();
-        let mut stored = self.put_in_transaction(&rest, now)?.into_iter();
-        Ok(known.into_iter().map(|k| k.or_else(|| stored.next())).collect::<Option<Vec<_>>>().unwrap_or_default())
-    }
-
-    /// What `put_one` would answer without writing, when that is certain from a read: retention
-    /// removed the item, it joined another source's story, or its stored version is the same.
-    fn known(&self, put: &Put) -> Result<Option<Outcome>, Error> {
-        #[derive(Deserialize)]
-        struct Stored {
-            digest: String,
-            published: chrono::DateTime<chrono::FixedOffset>,
-        }
-        let key = put.article.key.as_bytes();
-        let Some(bytes) = self.articles.get(key).map_err(|e| self.err(e))? else {
-            // New to this source's index: unless retention removed it or it joined another
-            // source's story (the transaction checks both), it is stored.
-            if self.pruned.is_empty() && self.aliases.is_empty() {
-                return Ok(None);
-            }
-            if self.pruned.contains_key(key).map_err(|e| self.err(e))? {
-                return Ok(Some(Outcome::Pruned(put.article.key.clone())));
-            }
-            if let Some(canonical) = self.aliases.get(key).map_err(|e| self.err(e))? {
-                return Ok(Some(Outcome::Merged(String::from_utf8_lossy(&canonical).into_owned())));
-            }
-            return Ok(None);
-        };
-        let old: Stored =
-            serde_json::from_slice(&bytes).map_err(|e| self.corrupt(format!("article {}: {e}", put.article.key)))?;
-        let same = old.digest == put.article.digest && (!put.explicit_date || old.published == put.article.published);
-        Ok(same.then(|| Outcome::Unchanged(put.article.key.clone())))
-    }
-
-    fn put_in_transaction(&self, puts: &[&Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
-        let trees = (
-            &self.articles,
-            &self.by_date,
-            &self.by_hash,
-            &self.history,
-            &self.links,
-            &self.stories,
-            &self.aliases,
-            &self.pruned,
-            &self.by_source,
-        );
-        let result =
-            trees.transaction(|(articles, by_date, by_hash, history, links, stories, aliases, pruned, by_source)| {
-                let tx = Tx { articles, by_date, by_hash, history, links, stories, aliases, pruned, by_source };
-                // A transaction may run more than once: every run starts from the callers' articles.
-                puts.iter().map(|p| put_one(&tx, p, now)).collect::<Result<Vec<_>, _>>()
-            });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => self.corrupt(e),
-            TransactionError::Storage(e) => self.err(e),
-        })
-    }
-
-    /// Makes everything written so far durable (fsync). Blocks: call it off the async runtime.
-    pub fn flush(&self) -> Result<(), Error> {
-        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
-    }
-
-    pub fn get(&self, key: &str) -> Result<Option<Article>, Error> {
-        match self.articles.get(key.as_bytes()).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("article {key}: {e}"))),
-        }
-    }
-
-    /// Earlier versions of an article, oldest first.
-    pub fn history(&self, key: &str) -> Result<Vec<Article>, Error> {
-        self.history
-            .scan_prefix(keys::history_prefix(key))
-            .values()
-            .map(|v| {
-                let v = v.map_err(|e| self.err(e))?;
-                serde_json::from_slice(&v).map_err(|e| self.corrupt(format!("history of {key}: {e}")))
-            })
-            .collect()
-    }
-
-    /// Articles newest first (by publication time, key breaking ties), visiting the time index and
-    /// loading only what `keep` accepts, up to `limit`. Memory is bounded by `limit`, not the store.
-    pub fn newest(&self, limit: usize, mut keep: impl FnMut(&Article) -> bool) -> Result<Vec<Article>, Error> {
-        let mut out = Vec::with_capacity(limit.min(1024));
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.walk_newest(|a| {
-            if keep(&a) {
-                out.push(a);
-            }
-            out.len() < limit
+        let l = ledger::Ledger::new(held, new.removed.max(last.removed));
+        ledger::write(&self.path, &l).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            what: format!("cannot write its ledger {}", self.path.join(ledger::FILE).display()),
+            source,
         })?;
-        Ok(out)
-    }
-
-    /// Keys of the newest `limit` articles that `keep` accepts (articles are not held).
-    pub fn newest_keys(&self, limit: usize, mut keep: impl FnMut(&Article) -> bool) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.walk_newest(|a| {
-            if keep(&a) {
-                out.push(a.key);
-            }
-            out.len() < limit
-        })?;
-        Ok(out)
-    }
-
-    /// Articles newest first, until `more` says stop.
-    fn walk_newest(&self, mut more: impl FnMut(Article) -> bool) -> Result<(), Error> {
-        for item in self.by_date.iter().keys().rev() {
-            let k = item.map_err(|e| self.err(e))?;
-            let key = keys::key_of_by_date(&k).ok_or_else(|| self.corrupt("a by_date key is not UTF-8"))?;
-            let Some(article) = self.get(key)? else {
-                return Err(self.corrupt(format!("by_date names {key}, which is not stored")));
-            };
-            if !more(article) {
-                break;
-            }
-        }
+        *last = l;
         Ok(())
+    }
+
+    /// Makes everything written so far durable (fsync), then records the counts in the ledger.
+    /// Blocks: call it off the async runtime.
+    pub fn flush(&self) -> Result<(), Error> {
+        // Counted before the flush: what the ledger then says is durable.
+        let c = self.counted();
+        self.db.flush().map_err(|e| self.err(e))?;
+        self.record(ledger::Ledger::new(c.articles + c.removed, c.removed))
     }
 
     pub fn len(&self) -> usize {
@@ -548,154 +259,8 @@ impl Store {
         self.articles.first().map(|_| ()).map_err(|e| self.err(e))
     }
 
-    /// How many articles of a source are stored.
-    pub fn source_len(&self, source: &str) -> usize {
-        self.by_source.scan_prefix(keys::by_source_prefix(source)).count()
-    }
-
-    /// Newest articles of one source (by its own index: cheap even when the source is rare).
-    pub fn newest_of(&self, source: &str, limit: usize) -> Result<Vec<Article>, Error> {
-        let mut out = Vec::new();
-        for item in self.by_source.scan_prefix(keys::by_source_prefix(source)).keys().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let k = item.map_err(|e| self.err(e))?;
-            let key = keys::key_of_by_source(&k).ok_or_else(|| self.corrupt("a by_source key is not UTF-8"))?;
-            match self.get(key)? {
-                Some(a) => out.push(a),
-                None => return Err(self.corrupt(format!("by_source names {key}, which is not stored"))),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Retention: removes a source's articles beyond the newest `max_items` and those published
-    /// before `older_than`. Their keys are remembered, so a later poll does not bring them back.
-    /// Returns the removed keys.
-    pub fn prune(
-        &self,
-        source: &str,
-        max_items: Option<usize>,
-        older_than: Option<DateTime<Utc>>,
-    ) -> Result<Vec<String>, Error> {
-        let mut index: Vec<sled::IVec> = Vec::new();
-        for k in self.by_source.scan_prefix(keys::by_source_prefix(source)).keys() {
-            index.push(k.map_err(|e| self.err(e))?);
-        }
-        let excess = max_items.map_or(0, |m| index.len().saturating_sub(m));
-        let mut removed = Vec::new();
-        let now = Utc::now().timestamp_millis().to_be_bytes();
-        for (i, k) in index.iter().enumerate() {
-            let key = keys::key_of_by_source(k).ok_or_else(|| self.corrupt("a by_source key is not UTF-8"))?;
-            let Some(a) = self.get(key)? else { continue };
-            let too_old = older_than.is_some_and(|t| a.published.with_timezone(&Utc) < t);
-            if i >= excess && !too_old {
-                continue;
-            }
-            let trees = (&self.articles, &self.by_date, &self.by_source, &self.pruned, &self.links, &self.stories);
-            let result = trees.transaction(|(articles, by_date, by_source, pruned, links, stories)| {
-                articles.remove(a.key.as_bytes())?;
-                by_date.remove(keys::by_date(&a.published, &a.key))?;
-                by_source.remove(&k[..])?;
-                pruned.insert(a.key.as_bytes(), &now)?;
-                let link = article::link_key(&a.link);
-                let story = article::story_key(&a);
-                let id = Some(id_key(&a.id).into_bytes());
-                for (tree, ik) in
-                    [(links, link.map(String::into_bytes)), (links, id), (stories, story.map(|h| h.to_vec()))]
-                {
-                    if let Some(ik) = ik
-                        && tree.get(&ik)?.is_some_and(|v| v == a.key.as_bytes())
-                    {
-                        tree.remove(ik)?;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            });
-            result.map_err(|e| match e {
-                TransactionError::Abort(()) => self.corrupt("prune aborted"),
-                TransactionError::Storage(e) => self.err(e),
-            })?;
-            for h in self.history.scan_prefix(keys::history_prefix(&a.key)).keys() {
-                let h = h.map_err(|e| self.err(e))?;
-                self.history.remove(h).map_err(|e| self.err(e))?;
-            }
-            removed.push(a.key);
-        }
-        Ok(removed)
-    }
-
-    pub fn source_state(&self, name: &str) -> Result<Option<SourceState>, Error> {
-        match self.sources.get(name.as_bytes()).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("source {name}: {e}"))),
-        }
-    }
-
-    pub fn put_source_state(&self, name: &str, state: &SourceState) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(state).map_err(|e| self.corrupt(e))?;
-        self.sources.insert(name.as_bytes(), bytes).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
     pub fn is_empty(&self) -> bool {
         self.articles.is_empty()
-    }
-
-    pub fn archive_state(&self, feed: &str) -> Result<ArchiveState, Error> {
-        match self.archives.get(keys::archive_state(feed)).map_err(|e| self.err(e))? {
-            None => Ok(ArchiveState::default()),
-            Some(b) => serde_json::from_slice(&b).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),
-        }
-    }
-
-    pub fn put_archive_state(&self, feed: &str, state: &ArchiveState) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(state).map_err(|e| self.corrupt(e))?;
-        self.archives.insert(keys::archive_state(feed), bytes).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Records page `n` of a feed's archive and marks its articles as archived.
-    pub fn put_archive_page(&self, feed: &str, n: u32, page: &[String]) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(page).map_err(|e| self.corrupt(e))?;
-        self.archives.insert(keys::archive_page(feed, n), bytes).map_err(|e| self.err(e))?;
-        for k in page {
-            self.archives.insert(keys::archived(feed, k), &n.to_be_bytes()).map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<String>>, Error> {
-        match self.archives.get(keys::archive_page(feed, n)).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(b) => {
-                serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}")))
-            }
-        }
-    }
-
-    /// The archive page holding the article, if one was cut for it.
-    pub fn archived_on(&self, feed: &str, key: &str) -> Result<Option<u32>, Error> {
-        Ok(self
-            .archives
-            .get(keys::archived(feed, key))
-            .map_err(|e| self.err(e))?
-            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes)))
-    }
-
-    /// The public feeds whose files the output directory `output` holds (none recorded for
-    /// another directory): a feed that leaves the config can have its files taken away.
-    pub fn feeds_on_disk(&self, output: &Path) -> Result<Vec<String>, Error> {
-        let Some(b) = self.meta.get("on_disk").map_err(|e| self.err(e))? else { return Ok(Vec::new()) };
-        let (dir, feeds): (PathBuf, Vec<String>) = serde_json::from_slice(&b).map_err(|e| self.corrupt(e))?;
-        Ok(if dir == output { feeds } else { Vec::new() })
-    }
-
-    pub fn set_feeds_on_disk(&self, output: &Path, feeds: &[String]) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(&(output, feeds)).map_err(|e| self.corrupt(e))?;
-        self.meta.insert("on_disk", bytes).map_err(|e| self.err(e))?;
-        Ok(())
     }
 }
 
@@ -787,7 +352,38 @@ mod tests {
         }
         let err = reopen(dir.path()).err().expect("refused");
         assert!(matches!(err, Error::Schema { found: 99, .. }), "{err}");
-        assert_eq!(err.exit_code(), 65);
+        assert_eq!(err.kind(), ErrorKind::Damaged);
+    }
+
+    #[test]
+    fn fewer_articles_than_the_ledger_recorded_is_damage_and_the_bytes_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state");
+        {
+            let store = Store::open(&path).expect("open");
+            for i in 0..3u8 {
+                store
+                    .put(article(&format!("s{i}"), "t", "2026-11-01T00:00:00Z"), false, &[i; 32], Utc::now())
+                    .expect("put");
+            }
+            store.close().expect("close");
+        }
+        let l = ledger::read(&path).expect("read").expect("a ledger");
+        assert_eq!(l.held, 3);
+        assert!(l.clean.is_some(), "a clean close stamps the files");
+        // Reopened clean: no copy is made, and the counts are those of before.
+        let store = reopen(&path).expect("reopen");
+        assert_eq!(store.counted().articles, 3);
+        store.close().expect("close");
+        let mut l = ledger::read(&path).expect("read").expect("a ledger");
+        l.held = 5;
+        l.clean = None;
+        ledger::write(&path, &l).expect("write");
+        let err = reopen(&path).err().expect("refused");
+        assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("known to have held 5") && text.contains("siar rebuild"), "{text}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "no copy is left beside the store");
     }
 
     #[test]
@@ -797,7 +393,7 @@ mod tests {
         // sled locks per process with flock; a second process is what matters, exercised in the
         // integration tests. In one process sled refuses too.
         match Store::open(dir.path()) {
-            Err(Error::Locked { .. }) | Err(Error::Open { .. }) => {}
+            Err(Error::Locked { .. }) => {}
             Ok(_) => panic!("second open succeeded"),
             Err(e) => panic!("unexpected: {e}"),
         }

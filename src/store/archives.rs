@@ -1,0 +1,74 @@
+//! RFC 5005 archive pages per feed, and the bookkeeping of which public feeds the output
+//! directory holds.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Store, keys};
+
+/// Where a feed's archive stands: the window last published, the articles waiting for a page
+/// (with when they started waiting, ms), how many pages exist.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveState {
+    pub window: Vec<String>,
+    pub pending: Vec<(String, i64)>,
+    pub pages: u32,
+}
+
+impl Store {
+    pub fn archive_state(&self, feed: &str) -> Result<ArchiveState, Error> {
+        match self.archives.get(keys::archive_state(feed)).map_err(|e| self.err(e))? {
+            None => Ok(ArchiveState::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),
+        }
+    }
+
+    pub fn put_archive_state(&self, feed: &str, state: &ArchiveState) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(state).map_err(|e| self.corrupt(e))?;
+        self.archives.insert(keys::archive_state(feed), bytes).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records page `n` of a feed's archive and marks its articles as archived.
+    pub fn put_archive_page(&self, feed: &str, n: u32, page: &[String]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(page).map_err(|e| self.corrupt(e))?;
+        self.archives.insert(keys::archive_page(feed, n), bytes).map_err(|e| self.err(e))?;
+        for k in page {
+            self.archives.insert(keys::archived(feed, k), &n.to_be_bytes()).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<String>>, Error> {
+        match self.archives.get(keys::archive_page(feed, n)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}")))
+            }
+        }
+    }
+
+    /// The archive page holding the article, if one was cut for it.
+    pub fn archived_on(&self, feed: &str, key: &str) -> Result<Option<u32>, Error> {
+        Ok(self
+            .archives
+            .get(keys::archived(feed, key))
+            .map_err(|e| self.err(e))?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes)))
+    }
+
+    /// The public feeds whose files the output directory `output` holds (none recorded for
+    /// another directory): a feed that leaves the config can have its files taken away.
+    pub fn feeds_on_disk(&self, output: &Path) -> Result<Vec<String>, Error> {
+        let Some(b) = self.meta.get("on_disk").map_err(|e| self.err(e))? else { return Ok(Vec::new()) };
+        let (dir, feeds): (PathBuf, Vec<String>) = serde_json::from_slice(&b).map_err(|e| self.corrupt(e))?;
+        Ok(if dir == output { feeds } else { Vec::new() })
+    }
+
+    pub fn set_feeds_on_disk(&self, output: &Path, feeds: &[String]) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(&(output, feeds)).map_err(|e| self.corrupt(e))?;
+        self.meta.insert("on_disk", bytes).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! Opening the store, and refusing a damaged one. sled 0.34 recovers a damaged log by cutting it
+//! at the first bad record, so a damaged store opens as a shorter or empty one and rewrites its
+//! files as it does. Before sled opens files that are not exactly as siar's last clean close left
+//! them, they are copied aside; after the open, the articles are counted against the ledger's
+//! record of what the store held. A shortfall, a sled error about its data, or a panic inside
+//! sled is `Error::Damaged`, and the copy is kept as `<state>.damaged-<UTC time>`.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Timelike, Utc};
+
+use super::articles::id_key;
+use super::ledger::{self, Ledger};
+use super::{CACHE_BYTES, Error, SCHEMA_VERSION, Store, keys};
+use crate::article::{self, Article};
+
+/// What opening found, beside the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub articles: u64,
+    pub removed: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, refusing it as damaged when it holds fewer
+    /// articles than its ledger recorded, or when sled finds its data unreadable. A damaged
+    /// store's files are left as they were.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        let io = |what: &str, source| Error::Io { path: path.to_path_buf(), what: what.to_string(), source };
+        let recorded = match ledger::read(path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(Error::damaged(path, e.to_string())),
+            Err(e) => return Err(io("cannot read its ledger", e)),
+        };
+        remove_stale_copies(path);
+        if !ledger::has_store(path) {
+            return Store::open_checked(path, recorded.as_ref(), None);
+        }
+        let Some(lock) = ledger::try_lock(path).map_err(|e| io("cannot lock it", e))? else {
+            return Err(Error::Locked { path: path.to_path_buf() });
+        };
+        let stamps = ledger::stamps(path).map_err(|e| io("cannot list its files", e))?;
+        if recorded.as_ref().and_then(|l| l.clean.as_ref()) == Some(&stamps) {
+            drop(lock);
+            return Store::open_checked(path, recorded.as_ref(), None);
+        }
+        // Not as the last clean close left it (a crash, a first open by this siar, or damage):
+        // sled recovers (and rewrites) a copy, and only a sound copy takes the store's place.
+        let copy = sibling(path, "checking");
+        ledger::copy_dir(path, &copy).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&copy);
+            let what = format!(
+                "cannot copy it to {} to check it before use (after a crash, siar keeps the files as they were until they are known sound)",
+                copy.display()
+            );
+            io(&what, e)
+        })?;
+        let checked = Store::open_checked(&copy, recorded.as_ref(), None).map_err(|e| e.repath(path));
+        let counts = match checked {
+            Ok(store) => {
+                let counts = store.counted();
+                store.release();
+                counts
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&copy);
+                return Err(e);
+            }
+        };
+        exchange(path, &copy).map_err(|e| io(&format!("cannot move the checked copy {} in", copy.display()), e))?;
+        let _ = std::fs::remove_dir_all(&copy);
+        drop(lock);
+        Store::open_checked(path, recorded.as_ref(), Some(counts))
+    }
+
+    /// sled's open, the count (unless known), the check against the ledger, and a new ledger.
+    fn open_checked(path: &Path, recorded: Option<&Ledger>, known: Option<Counts>) -> Result<Store, Error> {
+        let (store, counts) = quietly(|| {
+            let store = Store::open_sled(path)?;
+            let counts = match known {
+                Some(c) => c,
+                None => store.count()?,
+            };
+            Ok((store, counts))
+        })
+        .unwrap_or_else(|panic| Err(Error::damaged(path, format!("sled panicked reading it ({panic})"))))
+        .map_err(|e: Error| e.into_damage(path))?;
+        if let Some(l) = recorded
+            && counts.articles + counts.removed < l.held
+        {
+            let detail = format!(
+                "it opens with {} articles ({} removed by retention), but it is known to have held {} (its \
+                 ledger {}); {} are missing",
+                counts.articles,
+                counts.removed,
+                l.held,
+                path.join(ledger::FILE).display(),
+                l.held - counts.articles - counts.removed
+            );
+            return Err(Error::damaged(path, detail));
+        }
+        *store.counts() = counts;
+        let held = recorded.map_or(0, |l| l.held).max(counts.articles + counts.removed);
+        store.record(Ledger::new(held, counts.removed))?;
+        Ok(store)
+    }
+
+    fn open_sled(path: &Path) -> Result<Store, Error> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|source| open_error(path, source))?;
+        let sled_err = |source| Error::Sled { path: path.to_path_buf(), source };
+        let tree = |name: &str| db.open_tree(name).map_err(sled_err);
+        let meta = tree("meta")?;
+        match meta.get("schema_version").map_err(sled_err)? {
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()).map_err(sled_err)?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(0);
+                if found != SCHEMA_VERSION {
+                    return Err(Error::Schema { path: path.to_path_buf(), found });
+                }
+            }
+        }
+        let created = match meta.get("created").map_err(sled_err)? {
+            Some(v) => String::from_utf8_lossy(&v).parse::<DateTime<Utc>>().ok(),
+            None => None,
+        };
+        let created = match created {
+            Some(c) => c,
+            None => {
+                let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+                meta.insert("created", now.to_rfc3339().as_bytes()).map_err(sled_err)?;
+                now
+            }
+        };
+        let store = Store {
+            created,
+            articles: tree("articles")?,
+            by_date: tree("by_date")?,
+            by_hash: tree("by_hash")?,
+            history: tree("history")?,
+            links: tree("links")?,
+            stories: tree("stories")?,
+            aliases: tree("aliases")?,
+            pruned: tree("pruned")?,
+            by_source: tree("by_source")?,
+            sources: tree("sources")?,
+            archives: tree("archives")?,
+            meta: meta.clone(),
+            path: path.to_path_buf(),
+            db,
+            counts: Default::default(),
+            recorded: Default::default(),
+        };
+        if meta.get("indexes").map_err(sled_err)?.is_none() {
+            store.build_indexes()?;
+            meta.insert("indexes", &2u32.to_be_bytes()).map_err(sled_err)?;
+        }
+        Ok(store)
+    }
+
+    /// Fills the per-source and dedupe indexes for a store written before they existed.
+    fn build_indexes(&self) -> Result<(), Error> {
+        for item in self.articles.iter().values() {
+            let v = item.map_err(|e| self.err(e))?;
+            let a: Article = serde_json::from_slice(&v).map_err(|e| self.corrupt(e))?;
+            let k = keys::by_source(&a.source, &a.published, &a.key);
+            self.by_source.insert(k, &[]).map_err(|e| self.err(e))?;
+            for l in article::link_key(&a.link).into_iter().chain([id_key(&a.id)]) {
+                self.links.insert(l.as_bytes(), a.key.as_bytes()).map_err(|e| self.err(e))?;
+            }
+            if let Some(h) = article::story_key(&a) {
+                self.stories.insert(&h[..], a.key.as_bytes()).map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the articles (reading every key of the tree) and the removals recorded.
+    fn count(&self) -> Result<Counts, Error> {
+        let mut articles = 0;
+        for k in self.articles.iter().keys() {
+            k.map_err(|e| self.err(e))?;
+            articles += 1;
+        }
+        let removed = match self.meta.get("removed").map_err(|e| self.err(e))? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt("meta/removed is not a count"))?,
+            None => 0,
+        };
+        Ok(Counts { articles, removed })
+    }
+
+    /// Flushes, lets go of sled, and once sled's threads have let go of its files too, stamps
+    /// them in the ledger as clean: the next open then needs no copy. Without effect on the stamp
+    /// while another handle of this store lives.
+    pub fn close(self) -> Result<(), Error> {
+        self.flush()?;
+        let path = self.path.clone();
+        let mut last = self.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(lock) = self.release() else { return Ok(()) };
+        let io = |what: &str, source| Error::Io { path: path.clone(), what: what.into(), source };
+        last.clean = Some(ledger::stamps(&path).map_err(|e| io("cannot list its files", e))?);
+        ledger::write(&path, &last).map_err(|e| io("cannot write its ledger", e))?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Drops this handle and waits (2 s at most) until sled's threads have let go of the files;
+    /// then holds sled's lock. `None` while other handles of the store live.
+    fn release(self) -> Option<ledger::Lock> {
+        let path = self.path.clone();
+        if std::sync::Arc::strong_count(&self.counts) > 1 {
+            return None;
+        }
+        drop(self);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(lock)) = ledger::try_lock(&path) {
+                return Some(lock);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+/// Swaps two directories atomically (renameat2 RENAME_EXCHANGE), or, where the file system
+/// cannot, by two renames.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let (ca, cb) =
+        (std::ffi::CString::new(a.as_os_str().as_bytes())?, std::ffi::CString::new(b.as_os_str().as_bytes())?);
+    // SAFETY: valid NUL-terminated paths.
+    let rc =
+        unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    let old = sibling(a, "checking");
+    std::fs::rename(a, &old)?;
+    std::fs::rename(b, a)?;
+    std::fs::rename(&old, b)
+}
+
+/// sled's errors at open: its lock held elsewhere, data it cannot read (damage), or I/O.
+fn open_error(path: &Path, source: sled::Error) -> Error {
+    match &source {
+        sled::Error::Io(e) if e.to_string().contains("lock") => Error::Locked { path: path.to_path_buf() },
+        sled::Error::Io(e)
+            if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) =>
+        {
+            Error::damaged(path, format!("sled cannot read it: {e}"))
+        }
+        _ => Error::Sled { path: path.to_path_buf(), source },
+    }
+}
+
+/// `<state>.<what>-<UTC time>` beside the state directory (a free name).
+pub(super) fn sibling(path: &Path, what: &str) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut n = 1;
+    loop {
+        let candidate = if n == 1 { format!("{name}.{what}-{stamp}") } else { format!("{name}.{what}-{stamp}-{n}") };
+        let p = path.with_file_name(candidate);
+        if p.symlink_metadata().is_err() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
+/// Copies a crash left while a store was being checked (the store itself is where it was).
+fn remove_stale_copies(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let prefix = format!("{}.checking-", name.to_string_lossy());
+    let Ok(dir) = std::fs::read_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }) else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into its message, without the panic hook's report on stderr (the
+/// caller reports it, once).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into())
+    })
+}
