@@ -72,7 +72,7 @@ pub fn update(
     let mut saved = std::time::Instant::now();
     while due(&st.pending, size, now) {
         let take = size.min(st.pending.len());
-        let page: Vec<String> = st.pending[..take].iter().map(|(k, _)| k.clone()).collect();
+        let page: Vec<(String, Option<u32>)> = st.pending[..take].iter().map(|(k, _)| (k.clone(), None)).collect();
         let articles = load(store, &page)?;
         if articles.is_empty() {
             st.pending.drain(..take);
@@ -82,7 +82,7 @@ pub fn update(
         if !write_page(cfg, feed, store, n, &articles, None) {
             break;
         }
-        let kept: Vec<String> = articles.iter().map(|a| a.key.clone()).collect();
+        let kept: Vec<(String, u32)> = articles.iter().map(|a| (a.key.clone(), a.version)).collect();
         store.put_archive_page(&feed.name, n, &kept)?;
         if n > 1 {
             let older = load(store, &store.archive_page(&feed.name, n - 1)?.unwrap_or_default())?;
@@ -109,11 +109,12 @@ fn due(pending: &[(String, i64)], size: usize, now: i64) -> bool {
     !pending.is_empty() && (pending.len() >= size || now - pending[0].1 >= PARTIAL_AFTER_MS)
 }
 
-/// The articles still stored among `keys`, newest first (as in every feed document).
-fn load(store: &Store, keys: &[String]) -> Result<Vec<Article>, crate::store::Error> {
+/// The articles still stored among `keys`, at the versions given (a page shows the versions it
+/// was cut with), newest first (as in every feed document).
+fn load(store: &Store, keys: &[(String, Option<u32>)]) -> Result<Vec<Article>, crate::store::Error> {
     let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        if let Some(a) = store.get(k)? {
+    for (k, version) in keys {
+        if let Some(a) = store.article_at(k, *version)? {
             out.push(a);
         }
     }

@@ -6,6 +6,26 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Store, keys};
+use crate::article::Article;
+
+/// One article of a page: its key alone (pages cut before versions were kept) or with the version.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PageEntry {
+    Key(String),
+    Versioned(String, u32),
+}
+
+pub(super) fn decode_page(bytes: &[u8]) -> Result<Vec<(String, Option<u32>)>, serde_json::Error> {
+    let entries: Vec<PageEntry> = serde_json::from_slice(bytes)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| match e {
+            PageEntry::Key(k) => (k, None),
+            PageEntry::Versioned(k, v) => (k, Some(v)),
+        })
+        .collect())
+}
 
 /// Where a feed's archive stands: the window last published, the articles waiting for a page
 /// (with when they started waiting, ms), how many pages exist.
@@ -30,22 +50,37 @@ impl Store {
         Ok(())
     }
 
-    /// Records page `n` of a feed's archive and marks its articles as archived.
-    pub fn put_archive_page(&self, feed: &str, n: u32, page: &[String]) -> Result<(), Error> {
+    /// Records page `n` of a feed's archive, with the version of each article it was cut with,
+    /// and marks its articles as archived.
+    pub fn put_archive_page(&self, feed: &str, n: u32, page: &[(String, u32)]) -> Result<(), Error> {
         let bytes = serde_json::to_vec(page).map_err(|e| self.corrupt(e))?;
         self.archives.insert(keys::archive_page(feed, n), bytes).map_err(|e| self.err(e))?;
-        for k in page {
+        for (k, _) in page {
             self.archives.insert(keys::archived(feed, k), &n.to_be_bytes()).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
-    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<String>>, Error> {
+    /// Page `n`'s articles and the versions they were cut with (`None`: a page cut before siar
+    /// recorded versions, which shows the newest).
+    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<(String, Option<u32>)>>, Error> {
         match self.archives.get(keys::archive_page(feed, n)).map_err(|e| self.err(e))? {
             None => Ok(None),
-            Some(b) => {
-                serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}")))
-            }
+            Some(b) => decode_page(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),
+        }
+    }
+
+    /// An article as it was at `version` (its newest when `None` or when that is the version).
+    pub fn article_at(&self, key: &str, version: Option<u32>) -> Result<Option<Article>, Error> {
+        let Some(a) = self.get(key)? else { return Ok(None) };
+        match version {
+            Some(v) if v < a.version => match self.history.get(keys::history(key, v)).map_err(|e| self.err(e))? {
+                Some(b) => {
+                    serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("history of {key}: {e}")))
+                }
+                None => Ok(Some(a)),
+            },
+            _ => Ok(Some(a)),
         }
     }
 

@@ -47,6 +47,18 @@ pub fn archived(feed: &str, key: &str) -> Vec<u8> {
     archive_key(feed, "key", key.as_bytes())
 }
 
+/// (feed, kind, rest) of an `archives` key.
+pub fn split_archive(k: &[u8]) -> Option<(&str, &str, &[u8])> {
+    let z = k.iter().position(|&b| b == 0)?;
+    let feed = std::str::from_utf8(&k[..z]).ok()?;
+    let after = &k[z + 1..];
+    let (kind, rest) = match after.iter().position(|&b| b == 0) {
+        Some(i) => (&after[..i], &after[i + 1..]),
+        None => (after, &b""[..]),
+    };
+    Some((feed, std::str::from_utf8(kind).ok()?, rest))
+}
+
 pub fn by_source_prefix(source: &str) -> Vec<u8> {
     let mut k = source.as_bytes().to_vec();
     k.push(0);

@@ -4,12 +4,14 @@
 
 mod archives;
 mod articles;
+pub mod export;
 mod keys;
 pub mod ledger;
 mod merge;
 mod open;
 mod retention;
 mod sources;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

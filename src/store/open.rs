@@ -46,7 +46,7 @@ impl Store {
             return Store::open_checked(path, recorded.as_ref(), None);
         }
         // Not as the last clean close left it (a crash, a first open by this siar, or damage):
-        // sled recovers (and rewrites) a copy, and only a sound copy takes the store's place.
+        // sled recovers (and rewrites) a copy first; the store itself is opened only if that is sound.
         let copy = sibling(path, "checking");
         ledger::copy_dir(path, &copy).map_err(|e| {
             let _ = std::fs::remove_dir_all(&copy);
@@ -68,7 +68,7 @@ impl Store {
                 return Err(e);
             }
         };
-        exchange(path, &copy).map_err(|e| io(&format!("cannot move the checked copy {} in", copy.display()), e))?;
+        // Sound: sled recovers the store itself as it did the copy (the lock kept others out).
         let _ = std::fs::remove_dir_all(&copy);
         drop(lock);
         Store::open_checked(path, recorded.as_ref(), Some(counts))
@@ -183,19 +183,23 @@ impl Store {
     }
 
     /// Counts the articles (reading every key of the tree) and the removals recorded.
-    fn count(&self) -> Result<Counts, Error> {
+    pub(super) fn count(&self) -> Result<Counts, Error> {
         let mut articles = 0;
         for k in self.articles.iter().keys() {
             k.map_err(|e| self.err(e))?;
             articles += 1;
         }
-        let removed = match self.meta.get("removed").map_err(|e| self.err(e))? {
+        Ok(Counts { articles, removed: self.removed_recorded()? })
+    }
+
+    /// How many articles retention removed, as the store recorded it.
+    pub(super) fn removed_recorded(&self) -> Result<u64, Error> {
+        match self.meta.get("removed").map_err(|e| self.err(e))? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("meta/removed is not a count"))?,
-            None => 0,
-        };
-        Ok(Counts { articles, removed })
+                .map_err(|_| self.corrupt("meta/removed is not a count")),
+            None => Ok(0),
+        }
     }
 
     /// Flushes, lets go of sled, and once sled's threads have let go of its files too, stamps
@@ -230,28 +234,6 @@ impl Store {
         }
         None
     }
-}
-
-/// Swaps two directories atomically (renameat2 RENAME_EXCHANGE), or, where the file system
-/// cannot, by two renames.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let (ca, cb) =
-        (std::ffi::CString::new(a.as_os_str().as_bytes())?, std::ffi::CString::new(b.as_os_str().as_bytes())?);
-    // SAFETY: valid NUL-terminated paths.
-    let rc =
-        unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(e);
-    }
-    let old = sibling(a, "checking");
-    std::fs::rename(a, &old)?;
-    std::fs::rename(b, a)?;
-    std::fs::rename(&old, b)
 }
 
 /// sled's errors at open: its lock held elsewhere, data it cannot read (damage), or I/O.
