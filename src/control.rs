@@ -1,7 +1,8 @@
 //! The control socket: sled admits one process, so while the daemon holds the store, commands such
 //! as `siar list` ask the daemon over a Unix socket in the state directory instead of opening it.
-//! Protocol: one request line (`list [LIMIT]` or `sources`), answered with one JSON object per
-//! line (an article, or a source's status).
+//! Protocol: one request line (`list [LIMIT]`, `sources`, `verify` or `export`), answered with one
+//! JSON object per line (an article, a source's status, the verify report, the export's records),
+//! or an `error: ` line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -76,6 +77,20 @@ async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
         .await
         .map_err(std::io::Error::other)??;
+    if line.trim() == "export" {
+        // Streamed from a blocking thread: a large store is never held in memory.
+        let stream = reader.into_inner().into_inner().reunite(write).map_err(std::io::Error::other)?.into_std()?;
+        stream.set_nonblocking(false)?;
+        return tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::new(&stream);
+            if let Err(e) = store.export(&mut out) {
+                let _ = writeln!(out, "error: {e}");
+            }
+            out.flush()
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+    }
     let mut words = line.split_whitespace();
     let body = match (words.next(), words.next().map(str::parse::<usize>)) {
         (Some("list"), limit) => {
@@ -96,7 +111,13 @@ async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]
                 .map_err(std::io::Error::other)?;
             ndjson(listed)?
         }
-        _ => b"error: unknown request; expected: list [LIMIT] or sources\n".to_vec(),
+        (Some("verify"), _) => {
+            let report = tokio::task::spawn_blocking(move || store.verify(Some(store.held())))
+                .await
+                .map_err(std::io::Error::other)?;
+            ndjson(Ok(vec![report]))?
+        }
+        _ => b"error: unknown request; expected: list [LIMIT], sources, verify or export\n".to_vec(),
     };
     write.write_all(&body).await?;
     write.shutdown().await
@@ -130,6 +151,35 @@ pub fn request_list(state: &Path, limit: Option<usize>) -> Result<Vec<Article>, 
 /// Asks a running daemon for the status of its sources.
 pub fn request_sources(state: &Path) -> Result<Vec<SourceStatus>, String> {
     request(state, "sources\n")
+}
+
+/// Asks a running daemon to verify its store.
+pub fn request_verify(state: &Path) -> Result<crate::store::verify::Report, String> {
+    request(state, "verify\n")?.pop().ok_or_else(|| "the daemon sent no report".to_string())
+}
+
+/// Asks a running daemon for an export of its store, copied to `out` as it comes; the number of
+/// articles from its end record.
+pub fn request_export(state: &Path, out: &mut impl Write) -> Result<u64, String> {
+    let path = socket_path(state);
+    let stream = UnixStream::connect(&path)
+        .map_err(|e| format!("cannot reach the daemon's control socket {}: {e}", path.display()))?;
+    let mut w = &stream;
+    w.write_all(b"export\n").map_err(|e| format!("writing to {}: {e}", path.display()))?;
+    let mut last = String::new();
+    for line in BufReader::new(&stream).lines() {
+        let line = line.map_err(|e| format!("reading from {}: {e}", path.display()))?;
+        if let Some(err) = line.strip_prefix("error: ") {
+            return Err(format!("the daemon answered: {err}"));
+        }
+        out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(|e| format!("cannot write the export: {e}"))?;
+        last = line;
+    }
+    let end: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+    match (end["record"].as_str(), end["articles"].as_u64()) {
+        (Some("end"), Some(n)) => Ok(n),
+        _ => Err("the daemon's export was cut short".to_string()),
+    }
 }
 
 fn request<T: serde::de::DeserializeOwned>(state: &Path, request: &str) -> Result<Vec<T>, String> {

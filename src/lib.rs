@@ -16,5 +16,6 @@ pub mod opml;
 pub mod publish;
 pub mod schedule;
 pub mod serve;
+pub mod recover;
 pub mod store;
 pub mod websub;

@@ -52,6 +52,25 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Read every record of the store and check its indexes; exit 0 when clean, 65 with the problems (also while the daemon runs)
+    Verify,
+    /// Write the whole store as JSON Lines (articles with their history, sources, archives), to stdout by default (also while the daemon runs)
+    Export {
+        /// Write to this file (atomically) instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read an export into an empty or absent store
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Move the store aside (<state>.damaged-<time>) and build a new one from an export and the drop folder's done/
+    Rebuild {
+        /// Start from this export, then add done/
+        #[arg(long, value_name = "EXPORT")]
+        from: Option<PathBuf>,
+    },
     /// List stored articles, newest first
     List {
         /// One JSON array of the stored articles
@@ -115,6 +134,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys { .. } => Ok(()),
+        Command::Verify => siar::recover::verify(&cfg),
+        Command::Export { output } => siar::recover::export(&cfg, output.as_deref()),
+        Command::Import { file } => siar::recover::import(&cfg, &file),
+        Command::Rebuild { from } => siar::recover::rebuild(&cfg, from.as_deref()),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

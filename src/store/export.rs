@@ -70,6 +70,8 @@ enum Record {
         n: u32,
         articles: serde_json::Value,
     },
+    /// The last line: an export without it was cut short.
+    End { articles: u64 },
 }
 
 /// What an import read.
@@ -163,6 +165,7 @@ impl Store {
                 _ => {}
             }
         }
+        line(&Record::End { articles })?;
         out.flush().map_err(io)?;
         Ok(articles)
     }
@@ -189,9 +192,13 @@ impl Store {
         }
         let mut got = Imported::default();
         let mut removed = 0;
+        let mut ended = false;
         for (i, l) in lines.enumerate() {
             let n = i + 2;
             let l = l.map_err(|e| bad(n, e.to_string()))?;
+            if ended {
+                return Err(bad(n, "a record after the end record".into()));
+            }
             let record: Record = serde_json::from_str(&l).map_err(|e| bad(n, e.to_string()))?;
             let e = |e: sled::Error| self.err(e);
             let json = |v: &dyn erased::Json| v.bytes().map_err(|e| bad(n, e.to_string()));
@@ -245,7 +252,14 @@ impl Store {
                     }
                     got.pages += 1;
                 }
+                Record::End { articles } if articles == got.articles => ended = true,
+                Record::End { articles } => {
+                    return Err(bad(n, format!("the end record counts {articles} articles, {} were read", got.articles)));
+                }
             }
+        }
+        if !ended {
+            return Err(bad(0, "cut short: no end record (export it again)".into()));
         }
         {
             let mut c = self.counts();

@@ -22,6 +22,7 @@ use sled::Tree;
 use crate::article::{self, Article};
 
 pub use archives::ArchiveState;
+pub use open::{Copy, Counts, sibling};
 pub use sources::SourceState;
 
 const SCHEMA_VERSION: u32 = 1;
@@ -254,6 +255,11 @@ impl Store {
 
     pub fn len(&self) -> usize {
         self.articles.len()
+    }
+
+    /// What the ledger says this store held (stored + removed by retention).
+    pub fn held(&self) -> u64 {
+        self.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).held
     }
 
     /// A cheap read that fails when the store does (for readiness checks).

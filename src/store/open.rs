@@ -74,6 +74,32 @@ impl Store {
         Store::open_checked(path, recorded.as_ref(), Some(counts))
     }
 
+    /// Opens a copy of the store, never its own files (verify, export of a stopped store): sled
+    /// recovers the copy as it would the store. The copy goes when the `Copy` does. `held` is
+    /// what the ledger says the store held (`None` without a ledger).
+    pub fn open_copy(path: &Path) -> Result<Copy, Error> {
+        let io = |what: &str, source| Error::Io { path: path.to_path_buf(), what: what.to_string(), source };
+        let recorded = ledger::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => Error::damaged(path, e.to_string()),
+            _ => io("cannot read its ledger", e),
+        })?;
+        let Some(lock) = ledger::try_lock(path).map_err(|e| io("cannot lock it", e))? else {
+            return Err(Error::Locked { path: path.to_path_buf() });
+        };
+        let dir = sibling(path, "checking");
+        let mut copy = Copy { store: None, dir: dir.clone(), held: recorded.as_ref().map(|l| l.held) };
+        ledger::copy_dir(path, &dir).map_err(|e| io(&format!("cannot copy it to {}", dir.display()), e))?;
+        drop(lock);
+        let store = quietly(|| Store::open_sled(&dir))
+            .unwrap_or_else(|panic| Err(Error::damaged(path, format!("sled panicked reading it ({panic})"))))
+            .map_err(|e| e.into_damage(path).repath(path))?;
+        if let Some(l) = recorded {
+            *store.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = l;
+        }
+        copy.store = Some(store);
+        Ok(copy)
+    }
+
     /// sled's open, the count (unless known), the check against the ledger, and a new ledger.
     fn open_checked(path: &Path, recorded: Option<&Ledger>, known: Option<Counts>) -> Result<Store, Error> {
         let (store, counts) = quietly(|| {
@@ -236,6 +262,28 @@ impl Store {
     }
 }
 
+/// A copy of a store, open for reading; removed when dropped.
+pub struct Copy {
+    store: Option<Store>,
+    dir: PathBuf,
+    pub held: Option<u64>,
+}
+
+impl Copy {
+    pub fn store(&self) -> &Store {
+        self.store.as_ref().expect("a copy holds its store until dropped")
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.take() {
+            let _ = s.release();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// sled's errors at open: its lock held elsewhere, data it cannot read (damage), or I/O.
 fn open_error(path: &Path, source: sled::Error) -> Error {
     match &source {
@@ -250,7 +298,7 @@ fn open_error(path: &Path, source: sled::Error) -> Error {
 }
 
 /// `<state>.<what>-<UTC time>` beside the state directory (a free name).
-pub(super) fn sibling(path: &Path, what: &str) -> PathBuf {
+pub fn sibling(path: &Path, what: &str) -> PathBuf {
     let name = path.file_name().map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
     let mut n = 1;

@@ -1,0 +1,326 @@
+//! The store's recovery commands: `verify`, `export`, `import`, `rebuild`. They meet the store
+//! through its own API (`store::verify`, `store::export`), the daemon's store through the control
+//! socket, and the drop folder's `done/` through ingest's `build`, as ingest would.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::daemon::{EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, Failure};
+use crate::store::{self, Outcome, Put, Store, ledger};
+use crate::{control, daemon, ingest};
+
+fn fail(code: i32, msg: String) -> Failure {
+    Failure::new(code, anyhow::anyhow!(msg))
+}
+
+fn busy(state: &Path, e: String) -> Failure {
+    fail(EX_TEMPFAIL, format!("the store {} is held by a running siar, and {e}", state.display()))
+}
+
+/// `siar verify`: every record read and checked; 0 when clean, 65 with the problems listed.
+pub fn verify(cfg: &Config) -> Result<(), Failure> {
+    let state = &cfg.paths.state;
+    let mut report = if !ledger::has_store(state) {
+        let mut r = store::verify::Report::default();
+        if let Some(evidence) = daemon::evidence_of_articles(cfg) {
+            r.problems.push(format!("there is no store at {}, but {evidence}", state.display()));
+        } else {
+            println!("no store at {} yet: nothing to verify", state.display());
+            return Ok(());
+        }
+        r
+    } else {
+        match Store::open_copy(state) {
+            Ok(copy) => copy.store().verify(copy.held),
+            Err(store::Error::Locked { .. }) => control::request_verify(state).map_err(|e| busy(state, e))?,
+            Err(e) => store::verify::Report { problems: vec![e.to_string()], ..Default::default() },
+        }
+    };
+    if report.articles == 0
+        && report.removed == 0
+        && report.problems.is_empty()
+        && let Some(evidence) = daemon::evidence_of_articles(cfg)
+    {
+        report.problems.push(format!("the store holds no articles, but {evidence}"));
+    }
+    let r = &report;
+    println!(
+        "store {}: {} articles, {} earlier versions, {} removed by retention, {} sources, {} archive pages{}",
+        state.display(),
+        r.articles,
+        r.versions,
+        r.removed,
+        r.sources,
+        r.archive_pages,
+        r.held.map_or(String::new(), |h| format!("; its ledger says it held {h}"))
+    );
+    if r.is_clean() {
+        println!("clean: every record reads and the indexes agree");
+        return Ok(());
+    }
+    for p in &r.problems {
+        println!("problem: {p}");
+    }
+    Err(fail(
+        EX_DATAERR,
+        format!(
+            "the store {} has {} problems (listed above); `siar rebuild` moves it aside and builds it again \
+             (README: Recovering a damaged store)",
+            state.display(),
+            r.problems.len()
+        ),
+    ))
+}
+
+/// `siar export [--output FILE]`: the whole store as JSON Lines, to stdout or (atomically) a file.
+pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
+    let state = &cfg.paths.state;
+    if !ledger::has_store(state) {
+        daemon::refuse_if_lost(cfg)?;
+        return Err(fail(EX_NOINPUT, format!("no store at {} yet: nothing to export", state.display())));
+    }
+    let target = output.map(|p| (p.to_path_buf(), temp_beside(p)));
+    let mut out: Box<dyn Write> = match &target {
+        Some((path, tmp)) => Box::new(std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| {
+            fail(EX_CANTCREAT, format!("cannot write {}: {e}", path.display()))
+        })?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let result = match Store::open_copy(state) {
+        Ok(copy) => copy.store().export(&mut out).map_err(Failure::from),
+        Err(store::Error::Locked { .. }) => control::request_export(state, &mut out).map_err(|e| busy(state, e)),
+        Err(e) => Err(e.into()),
+    };
+    let flushed = out.flush();
+    drop(out);
+    let articles = match (result, target) {
+        (Err(f), Some((_, tmp))) => {
+            let _ = std::fs::remove_file(tmp);
+            return Err(f);
+        }
+        (Err(f), None) => return Err(f),
+        (Ok(n), Some((path, tmp))) => {
+            let done = flushed
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = done {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(fail(EX_CANTCREAT, format!("cannot write {}: {e}", path.display())));
+            }
+            eprintln!("exported {n} articles from {} to {}", state.display(), path.display());
+            n
+        }
+        (Ok(n), None) => {
+            flushed.map_err(|e| fail(EX_SOFTWARE, format!("cannot write the export: {e}")))?;
+            n
+        }
+    };
+    let _ = articles;
+    Ok(())
+}
+
+fn temp_beside(p: &Path) -> PathBuf {
+    let name = p.file_name().map_or("export".into(), |n| n.to_string_lossy().into_owned());
+    p.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// `siar import FILE`: an export into an empty or absent store.
+pub fn import(cfg: &Config, file: &Path) -> Result<(), Failure> {
+    let input = std::fs::File::open(file)
+        .map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", file.display())))?;
+    let store = open_empty(cfg, "import")?;
+    let got = store
+        .import(std::io::BufReader::new(input), &file.display().to_string())
+        .map_err(|e| fail(EX_DATAERR, format!("{e}; the store {} may hold part of it: remove it, then import again", cfg.paths.state.display())))?;
+    store.close()?;
+    println!(
+        "imported {} articles ({} earlier versions), {} sources and {} archive pages from {} into {}",
+        got.articles,
+        got.versions,
+        got.sources,
+        got.pages,
+        file.display(),
+        cfg.paths.state.display()
+    );
+    Ok(())
+}
+
+/// Opens the store for `import`/`rebuild`, which need it empty or absent.
+fn open_empty(cfg: &Config, what: &str) -> Result<Store, Failure> {
+    let state = &cfg.paths.state;
+    std::fs::create_dir_all(state)
+        .map_err(|e| fail(EX_CANTCREAT, format!("[paths] state: cannot create {}: {e}", state.display())))?;
+    let store = match Store::open(state) {
+        Ok(s) => s,
+        Err(store::Error::Locked { .. }) => {
+            return Err(fail(
+                EX_TEMPFAIL,
+                format!("the store {} is held by a running siar: stop it first (systemctl stop siar)", state.display()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let c = store.counted();
+    if c.articles > 0 || c.removed > 0 {
+        return Err(fail(
+            EX_DATAERR,
+            format!(
+                "the store {} holds {} articles: {what} needs an empty or absent store; move it aside first, \
+                 or use `siar rebuild --from FILE`, which does",
+                state.display(),
+                c.articles
+            ),
+        ));
+    }
+    Ok(store)
+}
+
+/// A file of `done/`, with what rebuild needs to know of it.
+struct Done {
+    path: PathBuf,
+    /// The name it had in the drop folder (before a `~N` variant was given in done/).
+    name: String,
+    mtime: DateTime<Utc>,
+    /// When it was moved into done/ (its ctime): the order files were accepted in.
+    accepted: DateTime<Utc>,
+}
+
+fn time(s: i64, ns: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(s, ns.clamp(0, 999_999_999) as u32).unwrap_or_default()
+}
+
+/// The drop-folder name of a file in done/: `a~2.txt` was the second `a.txt`.
+pub fn drop_name(done_name: &str) -> String {
+    let (stem, ext) = match done_name.rfind('.') {
+        Some(i) if i > 0 && done_name.len() - i <= 16 => done_name.split_at(i),
+        _ => (done_name, ""),
+    };
+    match stem.rfind('~') {
+        Some(i) if i > 0 && stem[i + 1..].parse::<u32>().is_ok_and(|n| n >= 2) => format!("{}{ext}", &stem[..i]),
+        _ => done_name.to_string(),
+    }
+}
+
+fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let meta = e.path().symlink_metadata()?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !meta.is_file() || ingest::dropfolder::is_ignored(&e.file_name()) {
+            continue;
+        }
+        out.push(Done {
+            path: e.path(),
+            name: drop_name(&name),
+            mtime: time(meta.mtime(), meta.mtime_nsec()),
+            accepted: time(meta.ctime(), meta.ctime_nsec()),
+        });
+    }
+    out.sort_by(|a, b| a.accepted.cmp(&b.accepted).then_with(|| a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// `siar rebuild [--from EXPORT]`: the store moved aside, a new one from the export and done/.
+pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
+    let state = &cfg.paths.state;
+    if let Some(f) = from {
+        std::fs::metadata(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
+    }
+    let done_dir = cfg.paths.drop.join(ingest::dropfolder::DONE);
+    let files = done_files(&done_dir).map_err(|e| fail(EX_NOINPUT, format!("cannot list {}: {e}", done_dir.display())))?;
+    let mut moved = None;
+    if state.exists() {
+        let lock = ledger::try_lock(state).map_err(|e| fail(EX_TEMPFAIL, format!("cannot lock {}: {e}", state.display())))?;
+        let Some(lock) = lock else {
+            return Err(fail(
+                EX_TEMPFAIL,
+                format!("the store {} is held by a running siar: stop it first (systemctl stop siar); nothing was changed", state.display()),
+            ));
+        };
+        let aside = store::sibling(state, "damaged");
+        std::fs::rename(state, &aside).map_err(|e| {
+            fail(EX_CANTCREAT, format!("cannot move the store {} aside to {}: {e}", state.display(), aside.display()))
+        })?;
+        drop(lock);
+        println!("moved the store {} aside to {} (kept: remove it once you are satisfied)", state.display(), aside.display());
+        moved = Some(aside);
+    }
+    let store = open_empty(cfg, "rebuild")?;
+    if let Some(f) = from {
+        let input = std::fs::File::open(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
+        let got = store.import(std::io::BufReader::new(input), &f.display().to_string()).map_err(|e| {
+            fail(
+                EX_DATAERR,
+                format!("{e}; the old store is at {}", moved.as_ref().map_or("(none)".into(), |m| m.display().to_string())),
+            )
+        })?;
+        println!(
+            "read {}: {} articles ({} earlier versions), {} sources, {} archive pages",
+            f.display(),
+            got.articles,
+            got.versions,
+            got.sources,
+            got.pages
+        );
+    }
+    let (mut new, mut versions, mut known, mut unreadable) = (0, 0, 0, Vec::new());
+    for d in &files {
+        let bytes = match std::fs::read(&d.path) {
+            Ok(b) => b,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", d.path.display()));
+                continue;
+            }
+        };
+        let incoming = match ingest::build(cfg, &d.name, &bytes, d.mtime, d.accepted) {
+            Ok(i) => i,
+            Err(r) => {
+                unreadable.push(format!("{}: {} [{}]", d.path.display(), r.reason, r.code));
+                continue;
+            }
+        };
+        let put = Put::new(incoming.article, incoming.explicit_date, Some(incoming.file_hash), true);
+        match store.put_many(&[put], d.accepted)?.pop() {
+            Some(Outcome::Inserted(_)) => new += 1,
+            Some(Outcome::Updated(_)) => versions += 1,
+            _ => known += 1,
+        }
+    }
+    store.close()?;
+    println!(
+        "read {} files from {}: {new} articles, {versions} new versions, {known} already stored (same bytes or content)",
+        files.len(),
+        done_dir.display()
+    );
+    for u in &unreadable {
+        println!("could not read: {u}");
+    }
+    println!(
+        "rebuilt {}; sources are polled again at the next run, and the next publish writes the feeds",
+        state.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn done_names_lose_their_variant() {
+        assert_eq!(super::drop_name("a~2.txt"), "a.txt");
+        assert_eq!(super::drop_name("a~13.md"), "a.md");
+        assert_eq!(super::drop_name("a.txt"), "a.txt");
+        assert_eq!(super::drop_name("a~1.txt"), "a~1.txt");
+        assert_eq!(super::drop_name("a~x.txt"), "a~x.txt");
+        assert_eq!(super::drop_name("noext~3"), "noext");
+    }
+}
