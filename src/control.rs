@@ -172,7 +172,9 @@ pub fn request_export(state: &Path, out: &mut impl Write) -> Result<u64, String>
         if let Some(err) = line.strip_prefix("error: ") {
             return Err(format!("the daemon answered: {err}"));
         }
-        out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(|e| format!("cannot write the export: {e}"))?;
+        out.write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| format!("cannot write the export: {e}"))?;
         last = line;
     }
     let end: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();

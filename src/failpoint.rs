@@ -18,3 +18,13 @@ pub fn hit(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// Whether the test's failpoint file `name` exists (a fault to inject, in debug builds only).
+pub fn active(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    if let Some(dir) = std::env::var_os("SIAR_FAILPOINTS") {
+        return std::path::Path::new(&dir).join(name).exists();
+    }
+    let _ = name;
+    false
+}

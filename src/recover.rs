@@ -85,9 +85,10 @@ pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
     }
     let target = output.map(|p| (p.to_path_buf(), temp_beside(p)));
     let mut out: Box<dyn Write> = match &target {
-        Some((path, tmp)) => Box::new(std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| {
-            fail(EX_CANTCREAT, format!("cannot write {}: {e}", path.display()))
-        })?)),
+        Some((path, tmp)) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(tmp)
+                .map_err(|e| fail(EX_CANTCREAT, format!("cannot write {}: {e}", path.display())))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let result = match Store::open_copy(state) {
@@ -130,12 +131,15 @@ fn temp_beside(p: &Path) -> PathBuf {
 
 /// `siar import FILE`: an export into an empty or absent store.
 pub fn import(cfg: &Config, file: &Path) -> Result<(), Failure> {
-    let input = std::fs::File::open(file)
-        .map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", file.display())))?;
+    let input =
+        std::fs::File::open(file).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", file.display())))?;
     let store = open_empty(cfg, "import")?;
-    let got = store
-        .import(std::io::BufReader::new(input), &file.display().to_string())
-        .map_err(|e| fail(EX_DATAERR, format!("{e}; the store {} may hold part of it: remove it, then import again", cfg.paths.state.display())))?;
+    let got = store.import(std::io::BufReader::new(input), &file.display().to_string()).map_err(|e| {
+        fail(
+            EX_DATAERR,
+            format!("{e}; the store {} may hold part of it: remove it, then import again", cfg.paths.state.display()),
+        )
+    })?;
     store.close()?;
     println!(
         "imported {} articles ({} earlier versions), {} sources and {} archive pages from {} into {}",
@@ -237,14 +241,19 @@ pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
         std::fs::metadata(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
     }
     let done_dir = cfg.paths.drop.join(ingest::dropfolder::DONE);
-    let files = done_files(&done_dir).map_err(|e| fail(EX_NOINPUT, format!("cannot list {}: {e}", done_dir.display())))?;
+    let files =
+        done_files(&done_dir).map_err(|e| fail(EX_NOINPUT, format!("cannot list {}: {e}", done_dir.display())))?;
     let mut moved = None;
     if state.exists() {
-        let lock = ledger::try_lock(state).map_err(|e| fail(EX_TEMPFAIL, format!("cannot lock {}: {e}", state.display())))?;
+        let lock =
+            ledger::try_lock(state).map_err(|e| fail(EX_TEMPFAIL, format!("cannot lock {}: {e}", state.display())))?;
         let Some(lock) = lock else {
             return Err(fail(
                 EX_TEMPFAIL,
-                format!("the store {} is held by a running siar: stop it first (systemctl stop siar); nothing was changed", state.display()),
+                format!(
+                    "the store {} is held by a running siar: stop it first (systemctl stop siar); nothing was changed",
+                    state.display()
+                ),
             ));
         };
         let aside = store::sibling(state, "damaged");
@@ -252,16 +261,24 @@ pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
             fail(EX_CANTCREAT, format!("cannot move the store {} aside to {}: {e}", state.display(), aside.display()))
         })?;
         drop(lock);
-        println!("moved the store {} aside to {} (kept: remove it once you are satisfied)", state.display(), aside.display());
+        println!(
+            "moved the store {} aside to {} (kept: remove it once you are satisfied)",
+            state.display(),
+            aside.display()
+        );
         moved = Some(aside);
     }
     let store = open_empty(cfg, "rebuild")?;
     if let Some(f) = from {
-        let input = std::fs::File::open(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
+        let input =
+            std::fs::File::open(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
         let got = store.import(std::io::BufReader::new(input), &f.display().to_string()).map_err(|e| {
             fail(
                 EX_DATAERR,
-                format!("{e}; the old store is at {}", moved.as_ref().map_or("(none)".into(), |m| m.display().to_string())),
+                format!(
+                    "{e}; the old store is at {}",
+                    moved.as_ref().map_or("(none)".into(), |m| m.display().to_string())
+                ),
             )
         })?;
         println!(

@@ -16,7 +16,10 @@ enum PageEntry {
     Versioned(String, u32),
 }
 
-pub(super) fn decode_page(bytes: &[u8]) -> Result<Vec<(String, Option<u32>)>, serde_json::Error> {
+/// A page's articles, each with the version it was cut with (`None` for pages cut before).
+pub type Page = Vec<(String, Option<u32>)>;
+
+pub(super) fn decode_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
     let entries: Vec<PageEntry> = serde_json::from_slice(bytes)?;
     Ok(entries
         .into_iter()
@@ -63,7 +66,7 @@ impl Store {
 
     /// Page `n`'s articles and the versions they were cut with (`None`: a page cut before siar
     /// recorded versions, which shows the newest).
-    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Vec<(String, Option<u32>)>>, Error> {
+    pub fn archive_page(&self, feed: &str, n: u32) -> Result<Option<Page>, Error> {
         match self.archives.get(keys::archive_page(feed, n)).map_err(|e| self.err(e))? {
             None => Ok(None),
             Some(b) => decode_page(&b).map(Some).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),

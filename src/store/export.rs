@@ -71,7 +71,9 @@ enum Record {
         articles: serde_json::Value,
     },
     /// The last line: an export without it was cut short.
-    End { articles: u64 },
+    End {
+        articles: u64,
+    },
 }
 
 /// What an import read.
@@ -254,7 +256,10 @@ impl Store {
                 }
                 Record::End { articles } if articles == got.articles => ended = true,
                 Record::End { articles } => {
-                    return Err(bad(n, format!("the end record counts {articles} articles, {} were read", got.articles)));
+                    return Err(bad(
+                        n,
+                        format!("the end record counts {articles} articles, {} were read", got.articles),
+                    ));
                 }
             }
         }

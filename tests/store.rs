@@ -1,0 +1,343 @@
+//! The store's damage and recovery, from outside: the real binary on a store damaged on disk in
+//! each way an operator meets (flipped bytes, truncation, lost files, foreign formats), refusing
+//! with 65 and changing nothing; `verify`, `export`, `import` and `rebuild` putting it right.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use support::{BASE_CONFIG, Site, wait_until};
+
+/// Every file under `dir` (relative path -> bytes); the control socket is not a file.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let t = e.file_type().expect("type");
+            if t.is_dir() {
+                walk(base, &p, out);
+            } else if t.is_file() {
+                let rel = p.strip_prefix(base).expect("under").to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).expect("read"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The ids of every item in every RSS document under feeds/ (the feed and its archive pages).
+fn published_ids(site: &Site) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for (name, bytes) in files(&site.path("feeds")) {
+        if !name.ends_with(".rss") {
+            continue;
+        }
+        let text = String::from_utf8(bytes).expect("utf-8");
+        for part in text.split("<guid").skip(1) {
+            let id = part.split_once('>').and_then(|(_, r)| r.split_once("</guid>")).map(|(id, _)| id);
+            ids.insert(id.expect("a guid").to_string());
+        }
+    }
+    ids
+}
+
+const LIMIT_5: &str = "limit = 5";
+
+/// A site with `n` articles published (limit 5, so most of them are on archive pages) by one
+/// `run --once` (a young store: sled has written no snapshot); with `edit`, one of them is then
+/// edited by a second run (two files in done/, version 2).
+fn published_site(n: usize, body_words: usize, edit: bool) -> Site {
+    let site = Site::with_config(&BASE_CONFIG.replace("limit = 50", LIMIT_5));
+    for i in 0..n {
+        let body = format!(
+            "Title: Kabar nomor {i}\nDate: 2026-11-{:02} 08:{:02}\n\nJAKARTA - {}\n",
+            1 + i / 60,
+            i % 60,
+            format!("Isi kabar {i}. ").repeat(body_words)
+        );
+        site.drop_file(&format!("kabar-{i:03}.txt"), body.as_bytes());
+    }
+    site.run_once();
+    if edit {
+        site.drop_file(
+            "kabar-000.txt",
+            b"Title: Kabar nomor 0, diperbaiki\nDate: 2026-11-01 08:00\n\nJAKARTA - Isi yang benar.\n",
+        );
+        site.run_once();
+    }
+    assert_eq!(site.files_in("drop/done").len(), n + usize::from(edit));
+    assert!(site.path("feeds/all/archive/1.rss").exists(), "no archive pages were cut");
+    site
+}
+
+/// A copy of a site's whole directory (config paths are relative to it).
+fn clone_site(site: &Site) -> Site {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", site.dir.path().display()))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let config = dir.path().join("siar.toml");
+    Site { dir, config }
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// The refusal every command gives a damaged store: 65, one message naming the store and the
+/// next steps, no panic report.
+fn assert_refused(site: &Site, args: &[&str], case: &str) {
+    let out = site.siar(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{case}: siar {args:?}:\n{}", text(&out));
+    let state = site.path("state").display().to_string();
+    assert!(err.contains(&state), "{case}: {args:?} does not name the store:\n{err}");
+    assert!(err.contains("siar verify") && err.contains("siar rebuild"), "{case}: no next step:\n{err}");
+    assert_eq!(err.matches("siar: error").count(), 1, "{case}: one message:\n{err}");
+    assert!(!err.contains("panicked at"), "{case}: a panic report:\n{err}");
+}
+
+fn flip(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).expect("open");
+    let mut b = [0u8; 8];
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.read_exact(&mut b).expect("read");
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(&b.map(|x| x ^ 0xff)).expect("write");
+}
+
+/// How far into sled's file its data reaches (it preallocates with zeros).
+fn data_len(path: &Path) -> u64 {
+    let bytes = fs::read(path).expect("db");
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+}
+
+fn truncate(path: &Path, fraction: u64) {
+    let f = fs::OpenOptions::new().write(true).open(path).expect("open");
+    let len = f.metadata().expect("meta").len();
+    f.set_len(len / fraction).expect("truncate");
+}
+
+/// Damages the site as `damage` does, then checks every refusal, that nothing on disk changed
+/// (feeds, archive pages, their .gz, the store's bytes), that a daemon exits 65 without
+/// publishing, and that `verify` says 65 too; then `rebuild` and a publish give the same ids.
+fn refused_then_rebuilt(base: &Site, case: &str, damage: impl FnOnce(&Path)) {
+    let site = clone_site(base);
+    let ids = published_ids(&site);
+    assert!(ids.len() > 5, "{case}: too few ids to compare");
+    damage(&site.path("state"));
+    let (feeds, state) = (files(&site.path("feeds")), files(&site.path("state")));
+    for args in [&["list"][..], &["run", "--once"], &["sources"]] {
+        assert_refused(&site, args, case);
+    }
+    let out = site.siar(&["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{case}: verify:\n{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("problem:"), "{case}: verify lists no problem");
+    let mut daemon = site.spawn();
+    let status = daemon.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(65), "{case}: the daemon:\n{}", daemon.log());
+    assert!(files(&site.path("feeds")) == feeds, "{case}: the published files changed");
+    assert!(files(&site.path("state")) == state, "{case}: the damaged store's files changed");
+
+    let out = site.siar(&["rebuild"]);
+    assert!(out.status.success(), "{case}: rebuild:\n{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("files from") && said.contains("rebuilt"), "{case}: rebuild says what it did:\n{said}");
+    let aside: Vec<_> = fs::read_dir(site.dir.path())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state.damaged-"))
+        .collect();
+    if !state.is_empty() {
+        assert_eq!(aside.len(), 1, "{case}: the damaged store is not kept aside");
+        assert!(files(&aside[0].path()) == state, "{case}: the store moved aside is not the damaged one");
+    }
+    site.run_once();
+    assert_eq!(published_ids(&site), ids, "{case}: a rebuilt store publishes other ids");
+    if base.files_in("drop/done").iter().any(|f| f.contains('~')) {
+        let edited = site.article("kabar-000");
+        let got = (edited["version"].as_u64(), edited["title"].as_str());
+        assert_eq!(got, (Some(2), Some("Kabar nomor 0, diperbaiki")), "{case}: the edit is not version 2");
+    }
+    let out = site.siar(&["verify"]);
+    assert!(out.status.success(), "{case}: verify after rebuild:\n{}", text(&out));
+}
+
+#[test]
+fn a_young_store_damaged_in_any_way_is_refused_and_rebuilt_with_the_same_ids() {
+    let base = published_site(30, 3, false);
+    let names = files(&base.path("state")).into_keys().collect::<Vec<_>>();
+    assert!(!names.iter().any(|k| k.starts_with("snap.")), "the store was meant to have no snapshot yet: {names:?}");
+    refused_then_rebuilt(&base, "bytes flipped early", |s| flip(&s.join("db"), 100));
+    refused_then_rebuilt(&base, "bytes flipped in the middle", |s| flip(&s.join("db"), data_len(&s.join("db")) / 3));
+    refused_then_rebuilt(&base, "truncated small", |s| truncate(&s.join("db"), 50));
+    refused_then_rebuilt(&base, "db deleted", |s| fs::remove_file(s.join("db")).expect("rm"));
+    refused_then_rebuilt(&base, "garbage conf", |s| fs::write(s.join("conf"), [0x5a; 62]).expect("write"));
+    refused_then_rebuilt(&base, "conf of another sled", |s| {
+        let conf = fs::read(s.join("conf")).expect("conf");
+        let text = String::from_utf8_lossy(&conf).replace("version: 0.34", "version: 0.31");
+        fs::write(s.join("conf"), text.as_bytes()).expect("write")
+    });
+    refused_then_rebuilt(&base, "state directory deleted", |s| fs::remove_dir_all(s).expect("rm -r"));
+}
+
+#[test]
+fn a_store_with_a_snapshot_and_a_large_one_are_refused_too() {
+    let base = published_site(30, 3, true);
+    // A read opens, recovers and closes the store: sled writes its snapshot.
+    assert!(base.siar(&["list"]).status.success());
+    assert!(files(&base.path("state")).keys().any(|k| k.starts_with("snap.")), "no snapshot was written");
+    refused_then_rebuilt(&base, "flipped, with a snapshot", |s| flip(&s.join("db"), data_len(&s.join("db")) / 3));
+    refused_then_rebuilt(&base, "snapshot and db deleted", |s| {
+        for f in fs::read_dir(s).expect("ls").flatten() {
+            if f.file_name().to_string_lossy().starts_with("snap.") {
+                fs::remove_file(f.path()).expect("rm");
+            }
+        }
+        fs::remove_file(s.join("db")).expect("rm")
+    });
+    // Large enough that sled, reading half of it, panics (index out of bounds and the like).
+    let large = published_site(200, 400, false);
+    refused_then_rebuilt(&large, "large, truncated to half", |s| truncate(&s.join("db"), 2));
+}
+
+#[test]
+fn verify_says_clean_and_finds_a_damaged_index_and_a_running_daemon_answers_too() {
+    let site = Site::new();
+    site.drop_file("a.txt", b"Title: Satu\n\nJAKARTA - Isi satu.\n");
+    site.run_once();
+    let out = site.siar(&["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 articles"), "{}", text(&out));
+    let state = files(&site.path("state"));
+    assert!(files(&site.path("state")) == state, "verify changed the store");
+
+    // An index entry lost (through a failpoint in the put): verify lists it, 65.
+    let fp = site.path("failpoints");
+    fs::create_dir_all(&fp).expect("mkdir");
+    fs::write(fp.join("store-skip-by-source"), b"").expect("failpoint");
+    site.drop_file("b.txt", b"Title: Dua\n\nJAKARTA - Isi dua.\n");
+    let out = site.command(&["run", "--once"]).env("SIAR_FAILPOINTS", &fp).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let before = files(&site.path("state"));
+    let out = site.siar(&["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("by_source: article drop/b has no entry"), "{said}");
+    assert!(files(&site.path("state")) == before, "verify changed the store");
+
+    // While the daemon holds the store, verify and export ask it.
+    let mut daemon = site.spawn();
+    wait_until(Duration::from_secs(20), "the daemon running", || daemon.log().contains("running"));
+    let out = site.siar(&["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("has no entry"), "{}", text(&out));
+    let out = site.siar(&["export"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).expect("utf-8").lines().collect();
+    assert!(lines[0].contains("\"format\":\"siar-export\"") && lines[0].contains("\"siar\""), "{}", lines[0]);
+    assert_eq!(lines.last().copied(), Some("{\"record\":\"end\",\"articles\":2}"));
+    // rebuild refuses while the daemon holds the store, and changes nothing.
+    let out = site.siar(&["rebuild"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(site.path("state").join("db").exists());
+    assert!(daemon.stop().success());
+    assert_eq!(site.list().len(), 2);
+}
+
+#[test]
+fn export_import_export_is_byte_identical_and_so_are_the_feeds() {
+    let site = published_site(30, 3, true);
+    let export = site.path("export.jsonl");
+    let out = site.siar(&["export", "--output", export.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = fs::read(&export).expect("export");
+    let other = Site::with_config(&BASE_CONFIG.replace("limit = 50", LIMIT_5));
+    let out = other.siar(&["import", export.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("imported 30 articles (1 earlier versions)"),
+        "{}",
+        text(&out)
+    );
+    let out = other.siar(&["export"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout == first, "export -> import -> export differs");
+    // A second import into a store that holds articles is refused.
+    let out = other.siar(&["import", export.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs an empty or absent store"), "{}", text(&out));
+    // Feeds and archive pages published from the import are those of the original, byte for byte.
+    other.run_once();
+    let (a, b) = (files(&site.path("feeds")), files(&other.path("feeds")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(b[name] == *bytes, "{name} differs after import");
+    }
+    // A cut-short export is refused, not half imported silently.
+    let cut = site.path("cut.jsonl");
+    fs::write(&cut, &first[..first.len() / 2]).expect("write");
+    let third = Site::new();
+    let out = third.siar(&["import", cut.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+}
+
+#[test]
+fn rebuild_from_an_export_keeps_what_done_cannot_give() {
+    let site = published_site(12, 3, true);
+    let export = site.path("backup.jsonl");
+    assert!(site.siar(&["export", "-o", export.to_str().expect("utf-8")]).status.success());
+    let pages_before = files(&site.path("feeds/all/archive"));
+    // Newer articles after the backup: rebuild takes the export, then done/.
+    site.drop_file("baru.txt", b"Title: Kabar baru\nDate: 2026-11-20 08:00\n\nJAKARTA - Isi baru.\n");
+    site.run_once();
+    let ids = published_ids(&site);
+    fs::remove_dir_all(site.path("state")).expect("rm");
+    assert_refused(&site, &["run", "--once"], "state deleted");
+    let out = site.siar(&["rebuild", "--from", export.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("read 14 files") && said.contains("1 articles"), "{said}");
+    site.run_once();
+    assert_eq!(published_ids(&site), ids);
+    // Pages cut before the backup come back byte for byte (the versions they were cut with).
+    let pages_after = files(&site.path("feeds/all/archive"));
+    for (name, bytes) in &pages_before {
+        if name.starts_with("1.") {
+            assert!(pages_after[name] == *bytes, "archive page {name} changed");
+        }
+    }
+}
+
+#[test]
+fn a_store_without_a_ledger_is_adopted_and_protected_from_then_on() {
+    let site = Site::new();
+    for i in 0..4 {
+        site.drop_file(&format!("a{i}.txt"), format!("Title: Kabar {i}\n\nJAKARTA - Isi {i}.\n").as_bytes());
+    }
+    site.run_once();
+    // As a store written before ledgers existed.
+    fs::remove_file(site.path("state/siar.ledger")).expect("rm ledger");
+    assert_eq!(site.list().len(), 4);
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&fs::read(site.path("state/siar.ledger")).expect("ledger")).expect("json");
+    assert_eq!(ledger["held"], 4);
+    // Lost articles are noticed from then on.
+    let mut l = ledger.clone();
+    l["held"] = 6.into();
+    l.as_object_mut().expect("object").remove("clean");
+    fs::write(site.path("state/siar.ledger"), l.to_string()).expect("write");
+    assert_refused(&site, &["list"], "fewer than the ledger holds");
+}
