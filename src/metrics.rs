@@ -30,6 +30,8 @@ struct Publishing {
     last_ok: Option<DateTime<Utc>>,
     passes: u64,
     failed_passes: u64,
+    /// Feeds whose publish the guard refuses, and why.
+    refused: BTreeMap<String, String>,
 }
 
 /// Requests for one feed, kept across publishes (the server's snapshot holds an `Arc` of it).
@@ -94,6 +96,21 @@ impl Metrics {
         }
     }
 
+    /// Records (or, with `None`, clears) a feed's refused publish.
+    pub fn refused(&self, feed: &str, why: Option<String>) {
+        let mut p = self.publishing.lock().unwrap_or_else(PoisonError::into_inner);
+        match why {
+            Some(w) => p.refused.insert(feed.to_string(), w),
+            None => p.refused.remove(feed),
+        };
+    }
+
+    /// The feeds whose publish is refused, with why.
+    pub fn refusals(&self) -> Vec<(String, String)> {
+        let p = self.publishing.lock().unwrap_or_else(PoisonError::into_inner);
+        p.refused.iter().map(|(f, w)| (f.clone(), w.clone())).collect()
+    }
+
     pub fn last_ok_publish(&self) -> Option<DateTime<Utc>> {
         self.publishing.lock().unwrap_or_else(PoisonError::into_inner).last_ok
     }
@@ -133,6 +150,17 @@ impl Metrics {
         head(&mut out, "siar_publish_passes_total", "counter", "Publish passes by result.");
         let _ = writeln!(out, "siar_publish_passes_total{{result=\"ok\"}} {}", p.passes - p.failed_passes);
         let _ = writeln!(out, "siar_publish_passes_total{{result=\"failed\"}} {}", p.failed_passes);
+        head(
+            &mut out,
+            "siar_publish_refused",
+            "gauge",
+            "1 while the publish guard refuses the feed (items lost without a recorded cause).",
+        );
+        for feed in p.refused.keys() {
+            if !hidden.contains(feed) {
+                let _ = writeln!(out, "siar_publish_refused{{feed=\"{}\"}} 1", label(feed));
+            }
+        }
         head(&mut out, "siar_publish_duration_seconds", "gauge", "How long the feed's last publish took.");
         for (feed, (took, _, _)) in p.feeds.iter().filter(|(f, _)| !hidden.contains(*f)) {
             let _ =

@@ -140,6 +140,7 @@ pub fn import(cfg: &Config, file: &Path) -> Result<(), Failure> {
             format!("{e}; the store {} may hold part of it: remove it, then import again", cfg.paths.state.display()),
         )
     })?;
+    store.set_rebuilt(true)?;
     store.close()?;
     println!(
         "imported {} articles ({} earlier versions), {} sources and {} archive pages from {} into {}",
@@ -313,6 +314,7 @@ pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
             _ => known += 1,
         }
     }
+    store.set_rebuilt(true)?;
     store.close()?;
     println!(
         "read {} files from {}: {new} articles, {versions} new versions, {known} already stored (same bytes or content)",

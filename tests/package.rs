@@ -96,6 +96,15 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     let unit = read(&pkg.root.join("usr/lib/systemd/system/siar.service"));
     assert_eq!(unit, read(&Path::new(REPO).join("systemd/siar.service")));
+    // The daily export (backup) runs the same binary on the same config; shipped, not enabled.
+    for name in ["siar-export.service", "siar-export.timer"] {
+        let shipped = read(&pkg.root.join("usr/lib/systemd/system").join(name));
+        assert_eq!(shipped, read(&Path::new(REPO).join("systemd").join(name)), "{name}");
+    }
+    let export = read(&pkg.root.join("usr/lib/systemd/system/siar-export.service"));
+    assert!(
+        export.contains("ExecStart=/usr/bin/siar --config /etc/siar/siar.toml export --output /var/lib/siar/backups/")
+    );
     let config = read(&pkg.root.join("etc/siar/siar.toml"));
     assert_eq!(config, read(&Path::new(REPO).join("systemd/siar.toml")));
     assert!(pkg.root.join("usr/share/doc/siar/README.md").is_file());

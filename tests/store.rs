@@ -341,3 +341,81 @@ fn a_store_without_a_ledger_is_adopted_and_protected_from_then_on() {
     fs::write(site.path("state/siar.ledger"), l.to_string()).expect("write");
     assert_refused(&site, &["list"], "fewer than the ledger holds");
 }
+
+fn per_second_with_server(limit: usize) -> Site {
+    let config = BASE_CONFIG
+        .replace("schedule = \"0 0 1 1 *\"", "schedule = \"* * * * * *\"")
+        .replace("limit = 50", &format!("limit = {limit}"));
+    Site::with_config(&format!("{config}\n[server]\nlisten = \"127.0.0.1:0\"\n"))
+}
+
+fn items(site: &Site) -> usize {
+    fs::read_to_string(site.path("feeds/all.rss")).map_or(0, |t| t.matches("<item>").count())
+}
+
+/// The second line of defence: the store (through a failpoint) returns fewer articles than it
+/// holds; the publish is refused, logged once with the counts, /readyz says why, the previous
+/// files stay; once the store answers whole again, publishing resumes.
+#[test]
+fn a_publish_that_would_lose_items_is_refused_and_the_previous_feeds_stay() {
+    let site = per_second_with_server(50);
+    for i in 0..6 {
+        site.drop_file(&format!("a{i}.txt"), format!("Title: Kabar {i}\n\nJAKARTA - Isi kabar {i}.\n").as_bytes());
+    }
+    let fp = site.path("failpoints");
+    fs::create_dir_all(&fp).expect("mkdir");
+    let mut daemon = site.spawn_with(&[("SIAR_FAILPOINTS", fp.to_str().expect("utf-8"))]);
+    let addr = daemon.addr();
+    wait_until(Duration::from_secs(30), "6 items published", || items(&site) == 6);
+    wait_until(Duration::from_secs(10), "ready", || support::http(&addr, "GET", "/readyz", &[]).status == 200);
+    let before = files(&site.path("feeds"));
+
+    fs::write(fp.join("store-fewer-articles"), b"").expect("failpoint");
+    site.drop_file("b.txt", b"Title: Kabar baru\n\nJAKARTA - Isi baru.\n");
+    let mut why = String::new();
+    wait_until(Duration::from_secs(30), "readyz 503", || {
+        let r = support::http(&addr, "GET", "/readyz", &[]);
+        why = r.text();
+        r.status == 503
+    });
+    assert!(why.contains("feed all: publish refused") && why.contains("where it has 6"), "{why}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = daemon.log();
+    assert_eq!(log.matches("feed all: publish refused").count(), 1, "logged once:\n{log}");
+    assert!(files(&site.path("feeds")) == before, "a refused publish changed the files");
+    assert_eq!(support::http(&addr, "GET", "/feeds/all.rss", &[]).text().matches("<item>").count(), 6);
+    let metrics = support::http(&addr, "GET", "/metrics", &[]).text();
+    assert!(metrics.contains("siar_publish_refused{feed=\"all\"} 1"), "{metrics}");
+
+    fs::remove_file(fp.join("store-fewer-articles")).expect("rm failpoint");
+    wait_until(Duration::from_secs(30), "7 items published", || items(&site) == 7);
+    wait_until(Duration::from_secs(10), "ready again", || support::http(&addr, "GET", "/readyz", &[]).status == 200);
+    assert!(daemon.log().contains("feed all: publishes again"));
+    assert!(daemon.stop().success());
+}
+
+/// A published archive page never changes its articles: a store that forgot where its archive
+/// stood and returns other articles would cut page 1 again; that publish is refused.
+#[test]
+fn an_archive_page_is_never_cut_again_with_other_articles() {
+    let site = per_second_with_server(5);
+    for i in 0..20 {
+        let body = format!("Title: Kabar {i}\nDate: 2026-11-01 08:{i:02}\n\nJAKARTA - Isi kabar {i}.\n");
+        site.drop_file(&format!("a{i:02}.txt"), body.as_bytes());
+    }
+    let fp = site.path("failpoints");
+    fs::create_dir_all(&fp).expect("mkdir");
+    let mut daemon = site.spawn_with(&[("SIAR_FAILPOINTS", fp.to_str().expect("utf-8"))]);
+    wait_until(Duration::from_secs(30), "3 archive pages", || site.path("feeds/all/archive/3.json").exists());
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = files(&site.path("feeds"));
+    fs::write(fp.join("store-archive-reset"), b"").expect("failpoint");
+    fs::write(fp.join("store-fewer-articles"), b"").expect("failpoint");
+    site.drop_file("b.txt", b"Title: Kabar baru\nDate: 2026-11-01 09:00\n\nJAKARTA - Isi baru.\n");
+    wait_until(Duration::from_secs(30), "the refusal", || daemon.log().contains("publish refused"));
+    let log = daemon.log();
+    assert!(log.contains("archive page 1 was published with 5 articles"), "{log}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(files(&site.path("feeds")) == before, "a refused publish changed the files");
+    assert!(daemon.stop().success());
+}

@@ -31,14 +31,15 @@ pub fn page_path(cfg: &Config, feed: &str, n: u32, ext: &str) -> PathBuf {
 }
 
 /// Brings a feed's archive up to date with the window just selected; returns how many pages
-/// exist. `verify`: re-create page files that are missing (the output directory was wiped).
+/// exist, or why the publish is refused (a published page would change its articles).
+/// `verify`: re-create page files that are missing (the output directory was wiped).
 pub fn update(
     cfg: &Config,
     feed: &Feed,
     store: &Store,
     window: &[Article],
     verify: bool,
-) -> Result<u32, crate::store::Error> {
+) -> Result<Result<u32, String>, crate::store::Error> {
     let mut st = store.archive_state(&feed.name)?;
     let before = st.clone();
     let now = Utc::now().timestamp_millis();
@@ -79,6 +80,9 @@ pub fn update(
             continue;
         }
         let n = st.pages + 1;
+        if let Some(why) = page_changes(cfg, feed, store, n, &articles)? {
+            return Ok(Err(why));
+        }
         if !write_page(cfg, feed, store, n, &articles, None) {
             break;
         }
@@ -86,6 +90,9 @@ pub fn update(
         store.put_archive_page(&feed.name, n, &kept)?;
         if n > 1 {
             let older = load(store, &store.archive_page(&feed.name, n - 1)?.unwrap_or_default())?;
+            if let Some(why) = page_changes(cfg, feed, store, n - 1, &older)? {
+                return Ok(Err(why));
+            }
             write_page(cfg, feed, store, n - 1, &older, Some(n));
         }
         st.pages = n;
@@ -101,7 +108,34 @@ pub fn update(
     if st != before {
         store.put_archive_state(&feed.name, &st)?;
     }
-    Ok(st.pages)
+    Ok(Ok(st.pages))
+}
+
+/// Why page `n` may not be written with `articles`: it was published with other ones. Allowed:
+/// the same articles (a new `next-archive` link), fewer when retention has removed articles, any
+/// after a rebuild (the store that cut the pages is gone).
+fn page_changes(
+    cfg: &Config,
+    feed: &Feed,
+    store: &Store,
+    n: u32,
+    articles: &[Article],
+) -> Result<Option<String>, crate::store::Error> {
+    let Ok(bytes) = std::fs::read(page_path(cfg, &feed.name, n, "json")) else { return Ok(None) };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+    let old: HashSet<&str> =
+        doc["items"].as_array().map(|i| i.iter().filter_map(|i| i["id"].as_str()).collect()).unwrap_or_default();
+    let new: HashSet<&str> = articles.iter().map(|a| a.id.as_str()).collect();
+    if old == new || store.rebuilt()? || (new.is_subset(&old) && store.removed() > 0) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "archive page {n} was published with {} articles and would be cut again with {} ({} of them not on it); \
+         published archive pages never change",
+        old.len(),
+        new.len(),
+        new.difference(&old).count()
+    )))
 }
 
 /// Whether a page should be cut now: a page's worth waiting, or the oldest waited long enough.

@@ -4,6 +4,7 @@
 
 pub mod archive;
 mod atom;
+mod guard;
 mod json;
 mod rss;
 pub mod validate;
@@ -172,6 +173,8 @@ pub struct Report {
     pub docs: Vec<Rendered>,
     /// Archive pages per archived feed.
     pub archive_pages: HashMap<String, u32>,
+    /// Feeds the publish guard refused (their previous documents stay).
+    pub refused: Vec<String>,
 }
 
 /// One rendered document and when its bytes last changed.
@@ -199,6 +202,8 @@ pub struct Publisher {
     archives_checked: std::collections::HashSet<String>,
     /// Files whose last write failed: an episode is logged once, and its end.
     failing: std::collections::HashSet<std::path::PathBuf>,
+    /// Feeds whose publish the guard refuses: an episode is logged once, and its end.
+    refused: std::collections::HashSet<String>,
 }
 
 /// A feed's articles, newest first: the selectors, the limit and, with `per_source_limit`, at
@@ -247,14 +252,32 @@ impl Publisher {
             let feed_started = Instant::now();
             let keyed = feed.access != Access::Public;
             let articles = select(feed, store)?;
-            let pages = if feed.archived() {
+            let json = (!keyed).then(|| cfg.paths.output.join(format!("{}.json", feed.name)));
+            let mut checked = guard::check(feed, store, &articles, json.as_deref());
+            let mut pages = 0;
+            if checked.is_ok() && feed.archived() {
                 let verify = self.archives_checked.insert(feed.name.clone());
-                let pages = archive::update(cfg, feed, store, &articles, verify)?;
-                report.archive_pages.insert(feed.name.clone(), pages);
-                pages
-            } else {
-                0
-            };
+                match archive::update(cfg, feed, store, &articles, verify)? {
+                    Ok(p) => {
+                        report.archive_pages.insert(feed.name.clone(), p);
+                        pages = p;
+                    }
+                    Err(why) => checked = Err(why),
+                }
+            }
+            if let Err(why) = checked {
+                report.failed += 3;
+                report.refused.push(feed.name.clone());
+                if self.refused.insert(feed.name.clone()) {
+                    error!("feed {}: publish refused: {why}", feed.name);
+                }
+                crate::metrics::get().refused(&feed.name, Some(why));
+                continue;
+            }
+            if self.refused.remove(&feed.name) {
+                info!("feed {}: publishes again", feed.name);
+                crate::metrics::get().refused(&feed.name, None);
+            }
             let view = View { prev: (pages > 0).then_some(pages), ..View::default() };
             let print = fingerprint(&articles, pages);
             let paths = FORMATS.map(|ext| cfg.paths.output.join(format!("{}.{ext}", feed.name)));
@@ -323,6 +346,7 @@ impl Publisher {
                 }
             }
             if all_ok {
+                store.set_published(&feed.name, &guard::record(feed, store, &articles))?;
                 self.published.insert(feed.name.clone(), print);
                 crate::metrics::get().published(&feed.name, feed_started.elapsed(), articles.len());
             } else {
@@ -330,6 +354,10 @@ impl Publisher {
             }
         }
         retire_removed_feeds(cfg, store)?;
+        if report.failed == 0 && store.rebuilt()? {
+            // Every feed now published from this store: its own records are the baseline.
+            store.set_rebuilt(false)?;
+        }
         debug!("publish pass took {:?}", started.elapsed());
         Ok(report)
     }

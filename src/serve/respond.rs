@@ -407,6 +407,9 @@ impl Health {
     /// (plus a little for the publish itself), and the drop folder can be listed.
     pub fn ready(&self) -> Result<(), String> {
         self.store.ping().map_err(|e| format!("store: {e}"))?;
+        if let Some((feed, why)) = crate::metrics::get().refusals().into_iter().next() {
+            return Err(format!("feed {feed}: publish refused: {why}"));
+        }
         let Some(last) = crate::metrics::get().last_ok_publish() else {
             return Err("no publish pass has completed without errors yet".into());
         };

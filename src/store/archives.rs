@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Store, keys};
@@ -39,8 +40,68 @@ pub struct ArchiveState {
     pub pages: u32,
 }
 
+/// What a feed last published: its items' ids, what selected them, and the store's count of
+/// removals then. The publish guard compares the next publish with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub ids: Vec<String>,
+    /// A fingerprint of the feed's selection in the config (selectors and limits).
+    pub selection: String,
+    /// Articles retention had removed when this was published.
+    pub removed: u64,
+}
+
+fn published_key(feed: &str) -> Vec<u8> {
+    format!("published\0{feed}").into_bytes()
+}
+
 impl Store {
+    pub fn published(&self, feed: &str) -> Result<Option<Published>, Error> {
+        match self.meta.get(published_key(feed)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("published {feed}: {e}"))),
+        }
+    }
+
+    pub fn set_published(&self, feed: &str, record: &Published) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(record).map_err(|e| self.corrupt(e))?;
+        self.meta.insert(published_key(feed), bytes).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Whether this store was rebuilt or imported and has not published since: the feeds on disk
+    /// then came from another store, and what they held is no baseline.
+    pub fn rebuilt(&self) -> Result<bool, Error> {
+        self.meta.contains_key("rebuilt").map_err(|e| self.err(e))
+    }
+
+    pub fn set_rebuilt(&self, rebuilt: bool) -> Result<(), Error> {
+        if rebuilt {
+            self.meta.insert("rebuilt", Utc::now().to_rfc3339().as_bytes()).map_err(|e| self.err(e))?;
+        } else {
+            self.meta.remove("rebuilt").map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The stored article that carries this public id.
+    pub fn by_id(&self, id: &str) -> Result<Option<Article>, Error> {
+        match self.links.get(super::articles::id_key(id).as_bytes()).map_err(|e| self.err(e))? {
+            Some(k) => self.get(&String::from_utf8_lossy(&k)),
+            None => Ok(None),
+        }
+    }
+
+    /// Articles retention has removed so far.
+    pub fn removed(&self) -> u64 {
+        self.counted().removed
+    }
+
     pub fn archive_state(&self, feed: &str) -> Result<ArchiveState, Error> {
+        // A test's failpoint makes the store forget where archives stand.
+        if crate::failpoint::active("store-archive-reset") {
+            return Ok(ArchiveState::default());
+        }
         match self.archives.get(keys::archive_state(feed)).map_err(|e| self.err(e))? {
             None => Ok(ArchiveState::default()),
             Some(b) => serde_json::from_slice(&b).map_err(|e| self.corrupt(format!("archive of {feed}: {e}"))),

@@ -21,7 +21,7 @@ use sled::Tree;
 
 use crate::article::{self, Article};
 
-pub use archives::ArchiveState;
+pub use archives::{ArchiveState, Published};
 pub use open::{Copy, Counts, sibling};
 pub use sources::SourceState;
 
