@@ -82,7 +82,10 @@ async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]
         let stream = reader.into_inner().into_inner().reunite(write).map_err(std::io::Error::other)?.into_std()?;
         stream.set_nonblocking(false)?;
         return tokio::task::spawn_blocking(move || {
+            // A client that stops reading does not hold the daemon (nor its stop) for long.
+            stream.set_write_timeout(Some(Duration::from_secs(60)))?;
             let mut out = std::io::BufWriter::new(&stream);
+            let _quiet = store.quiesce();
             if let Err(e) = store.export(&mut out) {
                 let _ = writeln!(out, "error: {e}");
             }
@@ -112,9 +115,12 @@ async fn answer(stream: tokio::net::UnixStream, store: Store, sources: &[String]
             ndjson(listed)?
         }
         (Some("verify"), _) => {
-            let report = tokio::task::spawn_blocking(move || store.verify(Some(store.held())))
-                .await
-                .map_err(std::io::Error::other)?;
+            let report = tokio::task::spawn_blocking(move || {
+                let _quiet = store.quiesce();
+                store.verify(Some(store.held()))
+            })
+            .await
+            .map_err(std::io::Error::other)?;
             ndjson(Ok(vec![report]))?
         }
         _ => b"error: unknown request; expected: list [LIMIT], sources, verify or export\n".to_vec(),

@@ -173,8 +173,10 @@ pub fn open_or_busy(cfg: &Config) -> Result<Option<Store>, Failure> {
         Err(e) => return Err(e.into()),
     };
     let c = store.counted();
+    // A store rebuilt or imported empty (an aggregator's sources are polled again) is no loss.
     if c.articles == 0
         && c.removed == 0
+        && !store.rebuilt()?
         && let Some(evidence) = evidence_of_articles(cfg)
     {
         return Err(lost_store(cfg, &format!("it holds no articles, but {evidence}")));
@@ -210,7 +212,11 @@ fn lost_store(cfg: &Config, what: &str) -> Failure {
 pub fn evidence_of_articles(cfg: &Config) -> Option<String> {
     let done = cfg.paths.drop.join(ingest::dropfolder::DONE);
     let ingested = std::fs::read_dir(&done)
-        .map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file())).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !ingest::dropfolder::is_ignored(&e.file_name()))
+                .count()
+        })
         .unwrap_or(0);
     if ingested > 0 {
         return Some(format!("{} holds {ingested} ingested files", done.display()));

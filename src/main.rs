@@ -112,6 +112,7 @@ fn main() -> ExitCode {
     // default (its error goes to stderr either way).
     let loaded = Config::load(&path);
     init_logging(loaded.as_ref().ok().map(|c| &c.log));
+    siar::store::install_panic_hook(print_error);
     if let Command::Keys { action: KeysAction::New { feed } } = &cli.command {
         // Works with a config that does not load yet: a keyed feed without keys is invalid.
         return match new_key(&path, feed) {
@@ -142,15 +143,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let text = format!("siar: error: {:#}", f.error);
-            if under_journald() {
-                // Every line an error in the journal (`journalctl -p err`), a config excerpt too.
-                text.lines().for_each(|l| eprintln!("<3>{l}"));
-            } else {
-                eprintln!("{text}");
-            }
+            print_error(&format!("{:#}", f.error));
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
+    }
+}
+
+/// `siar: error: …` on stderr; under journald every line an error (`journalctl -p err`), a config
+/// excerpt too.
+fn print_error(message: &str) {
+    let text = format!("siar: error: {message}");
+    if under_journald() {
+        text.lines().for_each(|l| eprintln!("<3>{l}"));
+    } else {
+        eprintln!("{text}");
     }
 }
 

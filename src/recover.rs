@@ -92,7 +92,8 @@ pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let result = match Store::open_copy(state) {
-        Ok(copy) => copy.store().export(&mut out).map_err(Failure::from),
+        // A damaged store is not exported: a backup of what is left would replace a good one.
+        Ok(copy) => copy.check(state).and_then(|()| copy.store().export(&mut out)).map_err(Failure::from),
         Err(store::Error::Locked { .. }) => control::request_export(state, &mut out).map_err(|e| busy(state, e)),
         Err(e) => Err(e.into()),
     };
@@ -210,6 +211,15 @@ pub fn drop_name(done_name: &str) -> String {
     }
 }
 
+/// The `~N` of a name given in done/ (1 for the name itself), to order versions of one name.
+fn variant(done_name: &str) -> u32 {
+    let stem = done_name.rsplit_once('.').map_or(done_name, |(s, _)| s);
+    stem.rsplit_once('~').and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+}
+
+/// done/'s files in the order they were accepted: the journal's order (`done/.accepted`), after
+/// the files accepted before siar kept one (by the time they were moved there, then name and
+/// `~N`).
 fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -217,6 +227,15 @@ fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
+    let mut journal: std::collections::HashMap<String, (usize, String)> = std::collections::HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join(ingest::dropfolder::JOURNAL)) {
+        for (i, line) in text.lines().enumerate() {
+            if let Ok(a) = serde_json::from_str::<ingest::dropfolder::Accepted>(line) {
+                journal.insert(a.file, (i, a.name));
+            }
+        }
+    }
+    let mut keyed = Vec::new();
     for e in entries {
         let e = e?;
         let meta = e.path().symlink_metadata()?;
@@ -224,15 +243,38 @@ fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
         if !meta.is_file() || ingest::dropfolder::is_ignored(&e.file_name()) {
             continue;
         }
-        out.push(Done {
-            path: e.path(),
-            name: drop_name(&name),
-            mtime: time(meta.mtime(), meta.mtime_nsec()),
-            accepted: time(meta.ctime(), meta.ctime_nsec()),
-        });
+        let accepted = time(meta.ctime(), meta.ctime_nsec());
+        let (position, drop) = match journal.get(&name) {
+            Some((i, n)) => (Some(*i), n.clone()),
+            None => (None, drop_name(&name)),
+        };
+        let order = (position.is_some(), position.unwrap_or(0), accepted, drop.clone(), variant(&name));
+        keyed
+            .push((order, Done { path: e.path(), name: drop, mtime: time(meta.mtime(), meta.mtime_nsec()), accepted }));
     }
-    out.sort_by(|a, b| a.accepted.cmp(&b.accepted).then_with(|| a.path.cmp(&b.path)));
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    out.extend(keyed.into_iter().map(|(_, d)| d));
     Ok(out)
+}
+
+/// Moves the store directory to `aside`; a store on its own mount (or another file system than
+/// its parent) cannot be renamed: its files are copied there, then removed from the store.
+fn move_aside(state: &Path, aside: &Path) -> std::io::Result<()> {
+    match std::fs::rename(state, aside) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EXDEV)) => {
+            ledger::copy_dir(state, aside)?;
+            for entry in std::fs::read_dir(state)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// `siar rebuild [--from EXPORT]`: the store moved aside, a new one from the export and done/.
@@ -258,7 +300,7 @@ pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
             ));
         };
         let aside = store::sibling(state, "damaged");
-        std::fs::rename(state, &aside).map_err(|e| {
+        move_aside(state, &aside).map_err(|e| {
             fail(EX_CANTCREAT, format!("cannot move the store {} aside to {}: {e}", state.display(), aside.display()))
         })?;
         drop(lock);
@@ -341,5 +383,6 @@ mod tests {
         assert_eq!(super::drop_name("a~1.txt"), "a~1.txt");
         assert_eq!(super::drop_name("a~x.txt"), "a~x.txt");
         assert_eq!(super::drop_name("noext~3"), "noext");
+        assert_eq!((super::variant("a.txt"), super::variant("a~2.txt"), super::variant("a~10.txt")), (1, 2, 10));
     }
 }

@@ -83,6 +83,20 @@ pub struct DropFolder {
     listed: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Entries already warned about (symlinks, directories, ...).
     warned: HashSet<OsString>,
+    /// `done/.accepted`, open for appending, and whether this batch wrote to it.
+    journal: Option<(File, bool)>,
+}
+
+/// In `done/`, one JSON line per file moved there, in the order they were accepted: the name it
+/// has in done/ and the name it had in the drop folder. `siar rebuild` replays done/ in this
+/// order (file times change with a restore or a copy; this order does not).
+pub const JOURNAL: &str = ".accepted";
+
+/// One line of the journal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Accepted {
+    pub file: String,
+    pub name: String,
 }
 
 /// Temporary names producers write under before renaming, and editor droppings.
@@ -105,6 +119,7 @@ impl DropFolder {
             retry: cfg.rescan,
             listed: None,
             warned: HashSet::new(),
+            journal: None,
         }
     }
 
@@ -244,7 +259,36 @@ impl DropFolder {
     pub fn archive(&mut self, entry: &Entry) -> io::Result<Option<PathBuf>> {
         self.seen.remove(&entry.name);
         ensure_dir(&self.done)?;
-        self.move_checked(entry, &self.done, |_| Ok(()))
+        let moved = self.move_checked(entry, &self.done, |_| Ok(()))?;
+        if let Some(to) = &moved {
+            self.note_accepted(entry, to);
+        }
+        Ok(moved)
+    }
+
+    /// Appends the move to the journal. A journal that cannot be written loses only the order
+    /// (rebuild then falls back to file times): logged, never a reason to stop ingesting.
+    fn note_accepted(&mut self, entry: &Entry, to: &Path) {
+        let line = Accepted {
+            file: to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: entry.name_text(),
+        };
+        let written = (|| -> io::Result<()> {
+            if self.journal.is_none() {
+                let f = fs::OpenOptions::new().create(true).append(true).open(self.done.join(JOURNAL))?;
+                self.journal = Some((f, false));
+            }
+            let Some((f, dirty)) = self.journal.as_mut() else { return Ok(()) };
+            let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            std::io::Write::write_all(f, &bytes)?;
+            *dirty = true;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            self.journal = None;
+            warn!("cannot note {} in {}: {e}", line.file, self.done.join(JOURNAL).display());
+        }
     }
 
     /// Moves a refused file to `failed/` and writes `<name>.error` beside it saying why.
@@ -316,8 +360,16 @@ impl DropFolder {
         again
     }
 
-    /// Makes the renames of a batch durable.
-    pub fn sync(&self) {
+    /// Makes the renames of a batch durable, and the journal's lines.
+    pub fn sync(&mut self) {
+        if let Some((f, dirty)) = self.journal.as_mut()
+            && *dirty
+        {
+            *dirty = false;
+            if let Err(e) = f.sync_data() {
+                warn!("fsync of {} failed: {e}", self.done.join(JOURNAL).display());
+            }
+        }
         for dir in [&self.dir, &self.done, &self.failed] {
             if dir.exists()
                 && let Err(e) = sync_dir(dir)

@@ -80,20 +80,24 @@ pub fn update(
             continue;
         }
         let n = st.pages + 1;
-        if let Some(why) = page_changes(cfg, feed, store, n, &articles)? {
+        let Some((docs, shown)) = render_page(cfg, feed, store, n, articles, None) else { break };
+        if let Some(why) = page_changes(cfg, feed, store, n, &shown, None)? {
             return Ok(Err(why));
         }
-        if !write_page(cfg, feed, store, n, &articles, None) {
+        if !write_docs(cfg, feed, n, docs) {
             break;
         }
-        let kept: Vec<(String, u32)> = articles.iter().map(|a| (a.key.clone(), a.version)).collect();
+        let kept: Vec<(String, u32)> = shown.iter().map(|a| (a.key.clone(), a.version)).collect();
         store.put_archive_page(&feed.name, n, &kept)?;
         if n > 1 {
-            let older = load(store, &store.archive_page(&feed.name, n - 1)?.unwrap_or_default())?;
-            if let Some(why) = page_changes(cfg, feed, store, n - 1, &older)? {
-                return Ok(Err(why));
+            let record = store.archive_page(&feed.name, n - 1)?.unwrap_or_default();
+            let older = load(store, &record)?;
+            if let Some((docs, shown)) = render_page(cfg, feed, store, n - 1, older, Some(n)) {
+                if let Some(why) = page_changes(cfg, feed, store, n - 1, &shown, Some(&record))? {
+                    return Ok(Err(why));
+                }
+                write_docs(cfg, feed, n - 1, docs);
             }
-            write_page(cfg, feed, store, n - 1, &older, Some(n));
         }
         st.pages = n;
         st.pending.drain(..take);
@@ -111,23 +115,38 @@ pub fn update(
     Ok(Ok(st.pages))
 }
 
-/// Why page `n` may not be written with `articles`: it was published with other ones. Allowed:
-/// the same articles (a new `next-archive` link), fewer when retention has removed articles, any
-/// after a rebuild (the store that cut the pages is gone).
+/// Why page `n` may not be written showing `shown`: it was published with other articles.
+/// Allowed: the same articles (a new `next-archive` link), fewer when retention removed the ones
+/// that went (`record`: the page's recorded articles), any after a rebuild (the store that cut
+/// the pages is gone).
 fn page_changes(
     cfg: &Config,
     feed: &Feed,
     store: &Store,
     n: u32,
-    articles: &[Article],
+    shown: &[Article],
+    record: Option<&crate::store::Page>,
 ) -> Result<Option<String>, crate::store::Error> {
     let Ok(bytes) = std::fs::read(page_path(cfg, &feed.name, n, "json")) else { return Ok(None) };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
     let old: HashSet<&str> =
         doc["items"].as_array().map(|i| i.iter().filter_map(|i| i["id"].as_str()).collect()).unwrap_or_default();
-    let new: HashSet<&str> = articles.iter().map(|a| a.id.as_str()).collect();
-    if old == new || store.rebuilt()? || (new.is_subset(&old) && store.removed() > 0) {
+    let new: HashSet<&str> = shown.iter().map(|a| a.id.as_str()).collect();
+    if old == new || store.rebuilt()? {
         return Ok(None);
+    }
+    if new.is_subset(&old)
+        && let Some(record) = record
+    {
+        let mut pruned = 0;
+        for (key, _) in record {
+            if store.is_pruned(key)? && store.get(key)?.is_none() {
+                pruned += 1;
+            }
+        }
+        if pruned >= old.len() - new.len() {
+            return Ok(None);
+        }
     }
     Ok(Some(format!(
         "archive page {n} was published with {} articles and would be cut again with {} ({} of them not on it); \
@@ -156,17 +175,30 @@ fn load(store: &Store, keys: &[(String, Option<u32>)]) -> Result<Vec<Article>, c
     Ok(out)
 }
 
-fn write_page(cfg: &Config, feed: &Feed, store: &Store, n: u32, articles: &[Article], next: Option<u32>) -> bool {
+type Docs = Vec<(&'static str, Vec<u8>)>;
+
+/// Page `n` rendered, and the articles it shows (a bad article is left out).
+fn render_page(
+    cfg: &Config,
+    feed: &Feed,
+    store: &Store,
+    n: u32,
+    articles: Vec<Article>,
+    next: Option<u32>,
+) -> Option<(Docs, Vec<Article>)> {
     let view = View { page: Some(n), prev: (n > 1).then(|| n - 1), next };
-    let docs = match render_without_bad_articles(cfg, feed, articles.to_vec(), store.created(), view) {
-        Ok((docs, _)) => docs,
+    match render_without_bad_articles(cfg, feed, articles, store.created(), view) {
+        Ok(rendered) => Some(rendered),
         Err(e) => {
             error!("feed {}: archive page {n} cannot be rendered: {e}", feed.name);
-            return false;
+            None
         }
-    };
-    // Each page with its gzip form beside it (`<n>.<ext>.gz`): compressed once, served by siar
-    // and by a static server's gzip_static alike.
+    }
+}
+
+/// Writes a page's documents, each with its gzip form beside it (`<n>.<ext>.gz`): compressed
+/// once, served by siar and by a static server's gzip_static alike.
+fn write_docs(cfg: &Config, feed: &Feed, n: u32, docs: Docs) -> bool {
     for (ext, bytes) in docs {
         let path = page_path(cfg, &feed.name, n, ext);
         let gz_path = path.with_extension(format!("{ext}.gz"));
@@ -192,7 +224,8 @@ fn restore_missing(cfg: &Config, feed: &Feed, store: &Store, pages: u32) -> Resu
             continue;
         }
         let articles = load(store, &store.archive_page(&feed.name, n)?.unwrap_or_default())?;
-        if write_page(cfg, feed, store, n, &articles, (n < pages).then(|| n + 1)) {
+        let rendered = render_page(cfg, feed, store, n, articles, (n < pages).then(|| n + 1));
+        if rendered.is_some_and(|(docs, _)| write_docs(cfg, feed, n, docs)) {
             info!("feed {}: archive page {n} was missing; written again", feed.name);
         }
         crate::notify::progress();

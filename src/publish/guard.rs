@@ -1,9 +1,12 @@
 //! The publish guard, a second line of defence behind the store's own damage checks: a feed never
 //! loses items without a recorded cause. A publish that would leave a feed with fewer items than
 //! it last published, while the feed is not full, is refused unless every item that went is
-//! explained: retention removed articles since, the feed's selection in the config changed, the
-//! article is still stored but no longer selected (an edit moved it out), or the store was
-//! rebuilt. A refused feed keeps its previous documents, on disk and in the server.
+//! explained: retention removed it, the feed's selection in the config changed, or the article is
+//! still stored but no longer selected (an edit moved it out of the feed, or `per_source_limit`
+//! keeps it out); after a rebuild or an import the first publish is the new baseline. A refused
+//! feed keeps its previous documents, on disk and in the server.
+
+use std::collections::HashMap;
 
 use crate::article::Article;
 use crate::config::Feed;
@@ -32,8 +35,8 @@ fn previous(feed: &Feed, store: &Store, on_disk: Option<&std::path::Path>) -> Re
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
     let ids =
         doc["items"].as_array().map(|items| items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect());
-    // Without a record, the selection and the removals then are unknown: taken as unchanged.
-    Ok(ids.map(|ids| Published { ids, selection: selection(feed), removed: store.removed() }))
+    // Without a record the selection then is unknown: taken as unchanged.
+    Ok(ids.map(|ids| Published { ids, keys: Vec::new(), selection: selection(feed), removed: 0 }))
 }
 
 /// `Err(why)` when publishing `selected` would lose items without a recorded cause.
@@ -45,18 +48,34 @@ pub fn check(
 ) -> Result<(), String> {
     let Some(prev) = previous(feed, store, on_disk)? else { return Ok(()) };
     let n = selected.len();
-    if n >= prev.ids.len() || n >= feed.limit || prev.selection != selection(feed) || store.removed() != prev.removed {
+    if n >= prev.ids.len() || n >= feed.limit || prev.selection != selection(feed) {
         return Ok(());
     }
     let now: std::collections::HashSet<&str> = selected.iter().map(|a| a.id.as_str()).collect();
+    let mut per_source: HashMap<&str, usize> = HashMap::new();
+    for a in selected {
+        *per_source.entry(a.source.as_str()).or_default() += 1;
+    }
+    let store_err = |e: crate::store::Error| format!("the store cannot say what became of an item: {e}");
     let mut unexplained = Vec::new();
-    for id in prev.ids.iter().filter(|id| !now.contains(id.as_str())) {
-        let moved_out = match store.by_id(id) {
-            Ok(Some(a)) => !super::selects(feed, &a),
-            Ok(None) => false,
-            Err(e) => return Err(format!("the store cannot say what became of {id}: {e}")),
+    for (i, id) in prev.ids.iter().enumerate().filter(|(_, id)| !now.contains(id.as_str())) {
+        let article = match prev.keys.get(i) {
+            Some(key) => store.get(key).map_err(store_err)?,
+            None => store.by_id(id).map_err(store_err)?,
         };
-        if !moved_out {
+        let explained = match (&article, prev.keys.get(i)) {
+            // Still stored: an edit moved it out of the feed, or its source is at its cap.
+            (Some(a), _) => {
+                !super::selects(feed, a)
+                    || feed
+                        .per_source_limit
+                        .is_some_and(|cap| per_source.get(a.source.as_str()).copied().unwrap_or(0) >= cap)
+            }
+            (None, Some(key)) => store.is_pruned(key).map_err(store_err)?,
+            // A baseline from disk names ids only, and retention forgets a removed item's id.
+            (None, None) => store.has_pruned(),
+        };
+        if !explained {
             unexplained.push(id.as_str());
         }
     }
@@ -64,9 +83,9 @@ pub fn check(
         return Ok(());
     }
     Err(format!(
-        "it would have {n} items where it has {}, and {} of them went without a recorded cause (no retention, no \
-         change of the feed's selection, still selected if stored), such as {}; the previous documents stay. Run \
-         `siar verify`",
+        "it would have {n} items where it has {}, and {} of them went without a recorded cause (not removed by \
+         retention, the feed's selection unchanged, still selected if stored), such as {}; the previous documents \
+         stay. Run `siar verify`",
         prev.ids.len(),
         unexplained.len(),
         unexplained.iter().take(3).copied().collect::<Vec<_>>().join(", ")
@@ -77,6 +96,7 @@ pub fn check(
 pub fn record(feed: &Feed, store: &Store, published: &[Article]) -> Published {
     Published {
         ids: published.iter().map(|a| a.id.clone()).collect(),
+        keys: published.iter().map(|a| a.key.clone()).collect(),
         selection: selection(feed),
         removed: store.removed(),
     }

@@ -453,6 +453,11 @@ async fn publish_blocking(publisher: &Arc<Mutex<Publisher>>, cfg: &Arc<Config>, 
         let mut publisher = publisher.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         crate::failpoint::hit("publish");
         let mut report = publisher.publish_all(&cfg, &store)?;
+        if report.written > 0 {
+            // What the feeds now show is durable, and the store's ledger counts it (fetched items
+            // are otherwise flushed by sled's timer, which records nothing).
+            store.flush()?;
+        }
         // Hubs hear only of public documents.
         let changed: Vec<String> = report
             .docs
@@ -502,15 +507,15 @@ pub fn items_in_siar_feed(path: &std::path::Path) -> Option<usize> {
     std::fs::File::open(path).ok()?.take(64 << 20).read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     let count = |tag: &str| text.matches(&format!("<{tag}>")).count() + text.matches(&format!("<{tag} ")).count();
+    // The RSS and Atom documents name siar as their generator (JSON Feed has no such field;
+    // siar writes all three, so those two suffice).
+    let generator = GENERATOR.split(' ').next().unwrap_or("siar");
+    let named =
+        |open: &str| text.contains(&format!("{open}{generator} ")) || text.contains(&format!("{open}{generator}<"));
     match ext {
-        "json" => {
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            let ours = v.get("version")?.as_str()?.starts_with("https://jsonfeed.org/");
-            ours.then(|| v.get("items").and_then(|i| i.as_array()).map_or(0, Vec::len))
-        }
-        _ if !text.contains(GENERATOR.split(' ').next().unwrap_or("siar")) => None,
-        "rss" => Some(count("item")),
-        _ => Some(count("entry")),
+        "rss" if named("<generator>") => Some(count("item")),
+        "atom" if text.contains("<generator") && text.contains(&format!(">{generator}<")) => Some(count("entry")),
+        _ => None,
     }
 }
 

@@ -45,6 +45,9 @@ pub struct ArchiveState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Published {
     pub ids: Vec<String>,
+    /// The articles' keys, in the order of `ids` (empty for a baseline read from disk).
+    #[serde(default)]
+    pub keys: Vec<String>,
     /// A fingerprint of the feed's selection in the config (selectors and limits).
     pub selection: String,
     /// Articles retention had removed when this was published.
@@ -90,6 +93,11 @@ impl Store {
             Some(k) => self.get(&String::from_utf8_lossy(&k)),
             None => Ok(None),
         }
+    }
+
+    /// Whether retention has removed any article.
+    pub fn has_pruned(&self) -> bool {
+        !self.pruned.is_empty()
     }
 
     /// Articles retention has removed so far.

@@ -140,6 +140,7 @@ impl Store {
     /// an existing one (same id, `updated` advanced, the old version kept in history), or nothing
     /// when its file bytes or its content were stored before. Outcomes are in input order.
     pub fn put_many(&self, puts: &[Put], now: DateTime<Utc>) -> Result<Vec<Outcome>, Error> {
+        let _writing = self.writing();
         // A re-polled feed is mostly items stored before, unchanged: those are answered from a
         // look at the stored digest, outside the transaction (which re-checks the rest).
         let mut known: Vec<Option<Outcome>> = Vec::with_capacity(puts.len());

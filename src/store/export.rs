@@ -175,7 +175,7 @@ impl Store {
     /// Reads an export into this store, which must be empty (the caller checks). `name` is the
     /// file's name for messages.
     pub fn import(&self, input: impl BufRead, name: &str) -> Result<Imported, Error> {
-        let bad = |line: usize, what: String| Error::damaged(&self.path, format!("{name}, line {line}: {what}"));
+        let bad = |line: usize, what: String| Error::Import { file: name.to_string(), line, what };
         let mut lines = input.lines();
         let first = match lines.next() {
             Some(l) => l.map_err(|e| bad(1, e.to_string()))?,

@@ -21,8 +21,8 @@ use sled::Tree;
 
 use crate::article::{self, Article};
 
-pub use archives::{ArchiveState, Published};
-pub use open::{Copy, Counts, sibling};
+pub use archives::{ArchiveState, Page, Published};
+pub use open::{Copy, Counts, install_panic_hook, sibling};
 pub use sources::SourceState;
 
 const SCHEMA_VERSION: u32 = 1;
@@ -43,6 +43,9 @@ pub enum Error {
     Sled { path: PathBuf, source: sled::Error },
     #[error("store {path}: {what}: {}", describe_io(.source))]
     Io { path: PathBuf, what: String, source: std::io::Error },
+    /// An export that cannot be read (the file's fault, not the store's).
+    #[error("the export {file}, line {line}: {what}")]
+    Import { file: String, line: usize, what: String },
 }
 
 /// What kind of failure a store error is, for callers choosing what to do (exit codes, retries).
@@ -78,12 +81,13 @@ impl Error {
             Error::Schema { found, .. } => Error::Schema { path: to, found },
             Error::Sled { source, .. } => Error::Sled { path: to, source },
             Error::Io { what, source, .. } => Error::Io { path: to, what, source },
+            e @ Error::Import { .. } => e,
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Damaged { .. } | Error::Schema { .. } => ErrorKind::Damaged,
+            Error::Damaged { .. } | Error::Schema { .. } | Error::Import { .. } => ErrorKind::Damaged,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Sled { source, .. } if self_is_damage(source) => ErrorKind::Damaged,
             Error::Sled { .. } => ErrorKind::Unavailable,
@@ -197,6 +201,9 @@ pub struct Store {
     counts: Arc<Mutex<open::Counts>>,
     /// The ledger as last written.
     recorded: Arc<Mutex<ledger::Ledger>>,
+    /// Puts and prunes hold it shared; a live `verify` or `export` holds it alone, so that what
+    /// it reads is one state of the articles and their indexes.
+    writers: Arc<std::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -255,6 +262,20 @@ impl Store {
 
     pub fn len(&self) -> usize {
         self.articles.len()
+    }
+
+    /// Holds off puts and prunes while the guard lives (a live `verify` or `export`).
+    pub fn quiesce(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.writers.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.writers.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether retention removed the article with this key.
+    pub fn is_pruned(&self, key: &str) -> Result<bool, Error> {
+        self.pruned.contains_key(key.as_bytes()).map_err(|e| self.err(e))
     }
 
     /// What the ledger says this store held (stored + removed by retention).

@@ -33,13 +33,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(Error::damaged(path, e.to_string())),
             Err(e) => return Err(io("cannot read its ledger", e)),
         };
-        remove_stale_copies(path);
         if !ledger::has_store(path) {
             return Store::open_checked(path, recorded.as_ref(), None);
         }
         let Some(lock) = ledger::try_lock(path).map_err(|e| io("cannot lock it", e))? else {
             return Err(Error::Locked { path: path.to_path_buf() });
         };
+        remove_stale_copies(path);
         let stamps = ledger::stamps(path).map_err(|e| io("cannot list its files", e))?;
         if recorded.as_ref().and_then(|l| l.clean.as_ref()) == Some(&stamps) {
             drop(lock);
@@ -47,7 +47,7 @@ impl Store {
         }
         // Not as the last clean close left it (a crash, a first open by this siar, or damage):
         // sled recovers (and rewrites) a copy first; the store itself is opened only if that is sound.
-        let copy = sibling(path, "checking");
+        let copy = checking_copy(path);
         ledger::copy_dir(path, &copy).map_err(|e| {
             let _ = std::fs::remove_dir_all(&copy);
             let what = format!(
@@ -86,7 +86,7 @@ impl Store {
         let Some(lock) = ledger::try_lock(path).map_err(|e| io("cannot lock it", e))? else {
             return Err(Error::Locked { path: path.to_path_buf() });
         };
-        let dir = sibling(path, "checking");
+        let dir = checking_copy(path);
         let mut copy = Copy { store: None, dir: dir.clone(), held: recorded.as_ref().map(|l| l.held) };
         ledger::copy_dir(path, &dir).map_err(|e| io(&format!("cannot copy it to {}", dir.display()), e))?;
         drop(lock);
@@ -127,6 +127,9 @@ impl Store {
             return Err(Error::damaged(path, detail));
         }
         *store.counts() = counts;
+        if let Ok(mut p) = OPENED.lock() {
+            *p = Some(path.to_path_buf());
+        }
         let held = recorded.map_or(0, |l| l.held).max(counts.articles + counts.removed);
         store.record(Ledger::new(held, counts.removed))?;
         Ok(store)
@@ -183,6 +186,7 @@ impl Store {
             db,
             counts: Default::default(),
             recorded: Default::default(),
+            writers: Default::default(),
         };
         if meta.get("indexes").map_err(sled_err)?.is_none() {
             store.build_indexes()?;
@@ -273,6 +277,21 @@ impl Copy {
     pub fn store(&self) -> &Store {
         self.store.as_ref().expect("a copy holds its store until dropped")
     }
+
+    /// The open check on the copy: damage when it holds fewer articles than the ledger recorded.
+    pub fn check(&self, path: &Path) -> Result<(), Error> {
+        let c = self.store().count().map_err(|e| e.into_damage(path).repath(path))?;
+        match self.held {
+            Some(held) if c.articles + c.removed < held => Err(Error::damaged(
+                path,
+                format!(
+                    "it holds {} articles ({} removed by retention), but it is known to have held {held}",
+                    c.articles, c.removed
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Drop for Copy {
@@ -312,7 +331,16 @@ pub fn sibling(path: &Path, what: &str) -> PathBuf {
     }
 }
 
-/// Copies a crash left while a store was being checked (the store itself is where it was).
+/// A copy to check, named after this process: `<state>.checking-<time>-p<pid>`.
+fn checking_copy(path: &Path) -> PathBuf {
+    let base = sibling(path, "checking");
+    let mut name = base.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!("-p{}", std::process::id()));
+    base.with_file_name(name)
+}
+
+/// Copies a crash left while a store was being checked (the store itself is where it was): those
+/// of processes that are gone. Another process's copy in use is left alone.
 fn remove_stale_copies(path: &Path) {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
     let prefix = format!("{}.checking-", name.to_string_lossy());
@@ -320,10 +348,40 @@ fn remove_stale_copies(path: &Path) {
         return;
     };
     for e in dir.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let pid = rest.rsplit_once("-p").and_then(|(_, p)| p.parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let alive = pid.is_some_and(
+            |p| unsafe { libc::kill(p, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM),
+        );
+        if !alive {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// The store this process opened last, for the panic hook's message.
+static OPENED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// A panic inside sled after the store opened (a damaged page met on a read) ends the process
+/// with 65 and the damaged-store message, printed by `report`; never 101, and never a daemon
+/// that goes on without its store. Other panics go to the previous hook.
+pub fn install_panic_hook(report: fn(&str)) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_sled = info.location().is_some_and(|l| l.file().contains("/sled-"));
+        let path = OPENED.lock().ok().and_then(|p| p.clone());
+        let Some(path) = path.filter(|_| in_sled) else { return previous(info) };
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        report(&Error::damaged(&path, format!("sled panicked reading it ({msg})")).to_string());
+        std::process::exit(65);
+    }));
 }
 
 /// Runs `f`, turning a panic into its message, without the panic hook's report on stderr (the

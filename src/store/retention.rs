@@ -19,6 +19,7 @@ impl Store {
         max_items: Option<usize>,
         older_than: Option<DateTime<Utc>>,
     ) -> Result<Vec<String>, Error> {
+        let _writing = self.writing();
         let mut index: Vec<sled::IVec> = Vec::new();
         for k in self.by_source.scan_prefix(keys::by_source_prefix(source)).keys() {
             index.push(k.map_err(|e| self.err(e))?);

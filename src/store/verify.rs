@@ -81,7 +81,8 @@ impl Store {
         for (name, tree) in [("links", &self.links), ("stories", &self.stories), ("aliases", &self.aliases)] {
             for item in tree.iter() {
                 match item {
-                    Ok((k, v)) if !stored.contains_key(&text(&v)) => {
+                    // Retention keeps the dedupe keys of what it removed: a re-poll must not revive it.
+                    Ok((k, v)) if !stored.contains_key(&text(&v)) && !self.pruned.contains_key(&v).unwrap_or(false) => {
                         r.problem(format!("{name}: {:?} names article {}, which is not stored", text(&k), text(&v)))
                     }
                     Ok(_) => {}

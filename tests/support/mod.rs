@@ -120,7 +120,8 @@ impl Site {
         let mut names: Vec<String> = match fs::read_dir(self.path(rel)) {
             Ok(rd) => rd
                 .flatten()
-                .filter(|e| e.path().is_file())
+                // Dotfiles are producers' temp names and siar's own notes (done/.accepted).
+                .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect(),
             Err(_) => Vec::new(),
@@ -131,7 +132,7 @@ impl Site {
 
     /// Files still waiting in the drop folder (not dotfiles).
     pub fn pending(&self) -> Vec<String> {
-        self.files_in("drop").into_iter().filter(|n| !n.starts_with('.')).collect()
+        self.files_in("drop")
     }
 
     pub fn spawn(&self) -> Daemon {
