@@ -103,7 +103,7 @@ fn debian_package_holds_the_binary_unit_and_config_and_enables_nothing() {
     }
     let export = read(&pkg.root.join("usr/lib/systemd/system/siar-export.service"));
     assert!(
-        export.contains("ExecStart=/usr/bin/siar --config /etc/siar/siar.toml export --output /var/lib/siar/backups/")
+        export.contains("ExecStart=/usr/bin/siar --config /etc/siar/siar.toml export --output /var/lib/siar/backups/siar-export.jsonl.new")
     );
     let config = read(&pkg.root.join("etc/siar/siar.toml"));
     assert_eq!(config, read(&Path::new(REPO).join("systemd/siar.toml")));
