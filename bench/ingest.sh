@@ -39,7 +39,7 @@ sync
 start=$(date +%s.%N)
 /usr/bin/time -f "%M" -o "$work/rss" "${SIAR:-target/release/siar}" --config "$work/siar.toml" run --once 2> "$work/log"
 end=$(date +%s.%N)
-done_count=$(find "$work/drop/done" -type f | wc -l)
+done_count=$(find "$work/drop/done" -type f ! -name '.*' | wc -l)
 secs=$(echo "$end - $start" | bc -l)
 printf 'ingest: %d articles in %.2f s = %.0f articles/s durable; peak RSS %.1f MiB; %d in done/\n' \
   "$n" "$secs" "$(echo "$n / $secs" | bc -l)" "$(echo "$(cat "$work/rss") / 1024" | bc -l)" "$done_count"

@@ -19,39 +19,7 @@ use crate::{control, fetch, ingest, notify, publish, serve, websub};
 /// How long tasks get to finish the item in hand after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// A failure that ends the process, with its sysexits code.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-pub const EX_DATAERR: i32 = 65;
-pub const EX_NOINPUT: i32 = 66;
-pub const EX_SOFTWARE: i32 = 70;
-pub const EX_CANTCREAT: i32 = 73;
-pub const EX_TEMPFAIL: i32 = 75;
-pub const EX_CONFIG: i32 = 78;
-
-impl Failure {
-    pub fn new(code: i32, error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code, error: error.into() }
-    }
-}
-
-impl From<crate::store::Error> for Failure {
-    fn from(e: crate::store::Error) -> Failure {
-        use crate::store::ErrorKind;
-        // sysexits: 65 damaged data (never restarted: RestartPreventExitStatus), 73 a read-only
-        // store, 75 temporary (locked, I/O). The message already carries sled's error: one line.
-        let code = match e.kind() {
-            ErrorKind::Damaged => EX_DATAERR,
-            ErrorKind::Unavailable if e.os_error() == Some(libc::EROFS) => EX_CANTCREAT,
-            ErrorKind::Locked | ErrorKind::Unavailable => EX_TEMPFAIL,
-        };
-        Failure::new(code, anyhow::anyhow!(e.to_string()))
-    }
-}
+pub use crate::exit::{EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, Failure};
 
 /// What `check` reports about a configured directory.
 pub enum DirState {
@@ -144,96 +112,10 @@ pub fn prepare_dirs(cfg: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Opens the store, saying clearly when another process holds it, and refusing (65) an empty
-/// store beside evidence that it held articles: files in `<drop>/done/`, or non-empty feeds siar
-/// wrote in the output directory. A missing store is not created then.
-pub fn open_store(cfg: &Config) -> Result<Store, Failure> {
-    let state = &cfg.paths.state;
-    match open_or_busy(cfg)? {
-        Some(store) => Ok(store),
-        None => Err(Failure::new(
-            EX_TEMPFAIL,
-            anyhow::anyhow!(
-                "the store {} is in use by another process (a running siar?); stop the other siar first \
-                 (only one daemon may use a state directory)",
-                state.display()
-            ),
-        )),
-    }
-}
-
-/// `open_store`, with `None` when another process (the daemon) holds the store: a reading
-/// command then asks the daemon instead.
-pub fn open_or_busy(cfg: &Config) -> Result<Option<Store>, Failure> {
-    let state = &cfg.paths.state;
-    refuse_if_lost(cfg)?;
-    let store = match Store::open(state) {
-        Ok(s) => s,
-        Err(crate::store::Error::Locked { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let c = store.counted();
-    // A store rebuilt or imported empty (an aggregator's sources are polled again) is no loss.
-    if c.articles == 0
-        && c.removed == 0
-        && !store.rebuilt()?
-        && let Some(evidence) = evidence_of_articles(cfg)
-    {
-        return Err(lost_store(cfg, &format!("it holds no articles, but {evidence}")));
-    }
-    Ok(Some(store))
-}
-
-/// Refuses (65) when there is no store but evidence that there was one.
-pub fn refuse_if_lost(cfg: &Config) -> Result<(), Failure> {
-    if !crate::store::ledger::has_store(&cfg.paths.state)
-        && let Some(evidence) = evidence_of_articles(cfg)
-    {
-        return Err(lost_store(cfg, &format!("there is no store there, but {evidence}")));
-    }
-    Ok(())
-}
-
-fn lost_store(cfg: &Config, what: &str) -> Failure {
-    Failure::new(
-        EX_DATAERR,
-        anyhow::anyhow!(
-            "the store {} is damaged or lost: {what}. Nothing was published from it. Next: `siar verify` \
-             says what is wrong; `siar rebuild` builds the store again from {} (and `--from` an export, \
-             if you have one), keeping the articles' ids (README: Recovering a damaged store)",
-            cfg.paths.state.display(),
-            cfg.paths.drop.join(ingest::dropfolder::DONE).display()
-        ),
-    )
-}
-
-/// What shows that the store once held articles: files acknowledged into `<drop>/done/`, or a
-/// feed file of siar's with items in the output directory.
-pub fn evidence_of_articles(cfg: &Config) -> Option<String> {
-    let done = cfg.paths.drop.join(ingest::dropfolder::DONE);
-    let ingested = std::fs::read_dir(&done)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !ingest::dropfolder::is_ignored(&e.file_name()))
-                .count()
-        })
-        .unwrap_or(0);
-    if ingested > 0 {
-        return Some(format!("{} holds {ingested} ingested files", done.display()));
-    }
-    let dir = std::fs::read_dir(&cfg.paths.output).ok()?;
-    let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-    names.sort();
-    names.into_iter().find_map(|p| {
-        let items = publish::items_in_siar_feed(&p)?;
-        (items > 0).then(|| format!("{} holds {items} items", p.display()))
-    })
-}
-
 /// `siar run`: the daemon; with `once`, one full pass (ingest everything, publish every feed).
 pub async fn run(cfg: Config, once: bool) -> Result<(), Failure> {
     prepare_dirs(&cfg)?;
-    let store = open_store(&cfg)?;
+    let store = crate::recover::open_store(&cfg)?;
     let stale = publish::write::remove_stale_temps(&cfg.paths.output);
     if stale > 0 {
         info!("removed {stale} temp files a crash left in {}", cfg.paths.output.display());

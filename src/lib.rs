@@ -6,6 +6,7 @@ pub mod article;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod exit;
 pub mod failpoint;
 pub mod fetch;
 pub mod html;

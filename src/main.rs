@@ -437,11 +437,11 @@ fn hand_in(cfg: &Config, files: &[PathBuf]) -> Result<(), Failure> {
 
 fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
     let articles = if !cfg.paths.state.exists() {
-        daemon::refuse_if_lost(cfg)?;
+        siar::recover::refuse_if_lost(cfg)?;
         eprintln!("siar: no store at {} yet: nothing ingested", cfg.paths.state.display());
         Vec::new()
     } else {
-        match daemon::open_or_busy(cfg)? {
+        match siar::recover::open_or_busy(cfg)? {
             Some(s) => {
                 let listed = s.newest(limit.unwrap_or(usize::MAX), |_| true)?;
                 s.close()?;
@@ -474,10 +474,10 @@ fn list(cfg: &Config, json: bool, limit: Option<usize>) -> Result<(), Failure> {
 fn show_sources(cfg: &Config, json: bool) -> Result<(), Failure> {
     let names: Vec<String> = cfg.sources.iter().map(|s| s.name.clone()).collect();
     let statuses = if !cfg.paths.state.exists() {
-        daemon::refuse_if_lost(cfg)?;
+        siar::recover::refuse_if_lost(cfg)?;
         names.iter().map(|n| control::SourceStatus { name: n.clone(), items: 0, state: None }).collect()
     } else {
-        match daemon::open_or_busy(cfg)? {
+        match siar::recover::open_or_busy(cfg)? {
             Some(s) => {
                 let statuses = control::source_statuses(&s, &names)?;
                 s.close()?;

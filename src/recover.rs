@@ -1,6 +1,8 @@
-//! The store's recovery commands: `verify`, `export`, `import`, `rebuild`. They meet the store
-//! through its own API (`store::verify`, `store::export`), the daemon's store through the control
-//! socket, and the drop folder's `done/` through ingest's `build`, as ingest would.
+//! Opening the store for the daemon and the commands, refusing a lost one (an empty store beside
+//! ingested files or published feeds), and the store's recovery commands: `verify`, `export`,
+//! `import`, `rebuild`. They meet the store through its own API (`store::verify`,
+//! `store::export`), the daemon's store through the control socket, and the drop folder's `done/`
+//! through ingest's `build`, as ingest would.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -9,9 +11,95 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::daemon::{EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, Failure};
+use crate::exit::{EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, Failure};
 use crate::store::{self, Outcome, Put, Store, ledger};
-use crate::{control, daemon, ingest};
+use crate::{control, ingest, publish};
+
+/// Opens the store, saying clearly when another process holds it, and refusing (65) an empty
+/// store beside evidence that it held articles: files in `<drop>/done/`, or non-empty feeds siar
+/// wrote in the output directory. A missing store is not created then.
+pub fn open_store(cfg: &Config) -> Result<Store, Failure> {
+    let state = &cfg.paths.state;
+    match open_or_busy(cfg)? {
+        Some(store) => Ok(store),
+        None => Err(Failure::new(
+            EX_TEMPFAIL,
+            anyhow::anyhow!(
+                "the store {} is in use by another process (a running siar?); stop the other siar first \
+                 (only one daemon may use a state directory)",
+                state.display()
+            ),
+        )),
+    }
+}
+
+/// `open_store`, with `None` when another process (the daemon) holds the store: a reading
+/// command then asks the daemon instead.
+pub fn open_or_busy(cfg: &Config) -> Result<Option<Store>, Failure> {
+    let state = &cfg.paths.state;
+    refuse_if_lost(cfg)?;
+    let store = match Store::open(state) {
+        Ok(s) => s,
+        Err(crate::store::Error::Locked { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let c = store.counted();
+    // A store rebuilt or imported empty (an aggregator's sources are polled again) is no loss.
+    if c.articles == 0
+        && c.removed == 0
+        && !store.rebuilt()?
+        && let Some(evidence) = evidence_of_articles(cfg)
+    {
+        return Err(lost_store(cfg, &format!("it holds no articles, but {evidence}")));
+    }
+    Ok(Some(store))
+}
+
+/// Refuses (65) when there is no store but evidence that there was one.
+pub fn refuse_if_lost(cfg: &Config) -> Result<(), Failure> {
+    if !crate::store::ledger::has_store(&cfg.paths.state)
+        && let Some(evidence) = evidence_of_articles(cfg)
+    {
+        return Err(lost_store(cfg, &format!("there is no store there, but {evidence}")));
+    }
+    Ok(())
+}
+
+fn lost_store(cfg: &Config, what: &str) -> Failure {
+    Failure::new(
+        EX_DATAERR,
+        anyhow::anyhow!(
+            "the store {} is damaged or lost: {what}. Nothing was published from it. Next: `siar verify` \
+             says what is wrong; `siar rebuild` builds the store again from {} (and `--from` an export, \
+             if you have one), keeping the articles' ids (README: Recovering a damaged store)",
+            cfg.paths.state.display(),
+            cfg.paths.drop.join(ingest::dropfolder::DONE).display()
+        ),
+    )
+}
+
+/// What shows that the store once held articles: files acknowledged into `<drop>/done/`, or a
+/// feed file of siar's with items in the output directory.
+pub fn evidence_of_articles(cfg: &Config) -> Option<String> {
+    let done = cfg.paths.drop.join(ingest::dropfolder::DONE);
+    let ingested = std::fs::read_dir(&done)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !ingest::dropfolder::is_ignored(&e.file_name()))
+                .count()
+        })
+        .unwrap_or(0);
+    if ingested > 0 {
+        return Some(format!("{} holds {ingested} ingested files", done.display()));
+    }
+    let dir = std::fs::read_dir(&cfg.paths.output).ok()?;
+    let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+    names.sort();
+    names.into_iter().find_map(|p| {
+        let items = publish::items_in_siar_feed(&p)?;
+        (items > 0).then(|| format!("{} holds {items} items", p.display()))
+    })
+}
 
 fn fail(code: i32, msg: String) -> Failure {
     Failure::new(code, anyhow::anyhow!(msg))
@@ -26,7 +114,7 @@ pub fn verify(cfg: &Config) -> Result<(), Failure> {
     let state = &cfg.paths.state;
     let mut report = if !ledger::has_store(state) {
         let mut r = store::verify::Report::default();
-        if let Some(evidence) = daemon::evidence_of_articles(cfg) {
+        if let Some(evidence) = evidence_of_articles(cfg) {
             r.problems.push(format!("there is no store at {}, but {evidence}", state.display()));
         } else {
             println!("no store at {} yet: nothing to verify", state.display());
@@ -43,7 +131,7 @@ pub fn verify(cfg: &Config) -> Result<(), Failure> {
     if report.articles == 0
         && report.removed == 0
         && report.problems.is_empty()
-        && let Some(evidence) = daemon::evidence_of_articles(cfg)
+        && let Some(evidence) = evidence_of_articles(cfg)
     {
         report.problems.push(format!("the store holds no articles, but {evidence}"));
     }
@@ -80,7 +168,7 @@ pub fn verify(cfg: &Config) -> Result<(), Failure> {
 pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
     let state = &cfg.paths.state;
     if !ledger::has_store(state) {
-        daemon::refuse_if_lost(cfg)?;
+        refuse_if_lost(cfg)?;
         return Err(fail(EX_NOINPUT, format!("no store at {} yet: nothing to export", state.display())));
     }
     let target = output.map(|p| (p.to_path_buf(), temp_beside(p)));
