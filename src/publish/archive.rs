@@ -127,6 +127,14 @@ fn page_changes(
     shown: &[Article],
     record: Option<&crate::store::Page>,
 ) -> Result<Option<String>, crate::store::Error> {
+    // The page re-rendered (a new `next-archive` link) with exactly its recorded articles: what
+    // it was cut with, no need to read the file back (a first poll pages thousands).
+    if let Some(record) = record
+        && record.len() == shown.len()
+        && shown.iter().zip(record).all(|(a, (k, v))| a.key == *k && v.is_none_or(|v| v == a.version))
+    {
+        return Ok(None);
+    }
     let Ok(bytes) = std::fs::read(page_path(cfg, &feed.name, n, "json")) else { return Ok(None) };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
     let old: HashSet<&str> =

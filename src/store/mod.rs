@@ -39,7 +39,7 @@ pub enum Error {
         "the store {path} has schema version {found}, this siar knows {SCHEMA_VERSION}; use a matching siar, or `siar export` with it and `siar import` here"
     )]
     Schema { path: PathBuf, found: u32 },
-    #[error("store {path}: {}", describe(.source))]
+    #[error("store {path}: {}{}", describe(.source), if self_is_damage(.source) { DAMAGED_NEXT } else { "" })]
     Sled { path: PathBuf, source: sled::Error },
     #[error("store {path}: {what}: {}", describe_io(.source))]
     Io { path: PathBuf, what: String, source: std::io::Error },
@@ -112,6 +112,10 @@ impl Error {
 fn self_is_damage(e: &sled::Error) -> bool {
     !matches!(e, sled::Error::Io(_))
 }
+
+/// What to do about damage met after the store opened.
+const DAMAGED_NEXT: &str = "; the store is damaged: stop siar, then `siar verify` and `siar rebuild` (README: \
+    Recovering a damaged store)";
 
 const NEXT_STEP: &str = "Nothing was published from it and its files are left as they were. Next: `siar verify` \
     lists what is wrong; `siar rebuild` moves the store aside and builds it again from the drop folder's done/ \

@@ -131,7 +131,15 @@ impl Store {
             *p = Some(path.to_path_buf());
         }
         let held = recorded.map_or(0, |l| l.held).max(counts.articles + counts.removed);
-        store.record(Ledger::new(held, counts.removed))?;
+        match recorded {
+            // Unchanged: kept as it is, its clean stamp too. The stamp describes the files, so
+            // once sled writes to them it no longer matches (and a crash is told from a close),
+            // while a store only read stays clean: no write, no fsync, at every open.
+            Some(l) if l.held == held && l.removed == counts.removed => {
+                *store.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = l.clone();
+            }
+            _ => store.record(Ledger::new(held, counts.removed))?,
+        }
         Ok(store)
     }
 
@@ -244,8 +252,11 @@ impl Store {
         let mut last = self.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Some(lock) = self.release() else { return Ok(()) };
         let io = |what: &str, source| Error::Io { path: path.clone(), what: what.into(), source };
-        last.clean = Some(ledger::stamps(&path).map_err(|e| io("cannot list its files", e))?);
-        ledger::write(&path, &last).map_err(|e| io("cannot write its ledger", e))?;
+        let stamps = ledger::stamps(&path).map_err(|e| io("cannot list its files", e))?;
+        if last.clean.as_ref() != Some(&stamps) {
+            last.clean = Some(stamps);
+            ledger::write(&path, &last).map_err(|e| io("cannot write its ledger", e))?;
+        }
         drop(lock);
         Ok(())
     }
