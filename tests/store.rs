@@ -452,3 +452,22 @@ fn a_store_rebuilt_empty_starts_and_publishes_again() {
     site.run_once();
     assert!(site.feed("all.rss").contains("Dua"));
 }
+
+/// A panic inside the store after it opened (sled meeting a damaged page on a read; here a test's
+/// failpoint) ends a command and the daemon with 65 and the damaged-store message, never 101.
+#[test]
+fn a_panic_reading_the_store_is_65_never_101() {
+    let site = Site::new();
+    site.drop_file("a.txt", b"Title: Satu\n\nJAKARTA - Isi satu.\n");
+    site.run_once();
+    let fp = site.path("failpoints");
+    fs::create_dir_all(&fp).expect("mkdir");
+    fs::write(fp.join("store-read-panic"), b"").expect("failpoint");
+    let out = site.command(&["list"]).env("SIAR_FAILPOINTS", &fp).output().expect("list");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(err.contains("is damaged") && err.contains("siar rebuild") && !err.contains("panicked at"), "{err}");
+    site.drop_file("b.txt", b"Title: Dua\n\nJAKARTA - Isi dua.\n");
+    let mut daemon = site.spawn_with(&[("SIAR_FAILPOINTS", fp.to_str().expect("utf-8"))]);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).code(), Some(65), "{}", daemon.log());
+}

@@ -212,6 +212,9 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Article>, Error> {
+        if crate::failpoint::active("store-read-panic") {
+            panic!("a test's failpoint panics as sled does on a damaged page");
+        }
         match self.articles.get(key.as_bytes()).map_err(|e| self.err(e))? {
             None => Ok(None),
             Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| self.corrupt(format!("article {key}: {e}"))),

@@ -41,9 +41,12 @@ impl Store {
         };
         remove_stale_copies(path);
         let stamps = ledger::stamps(path).map_err(|e| io("cannot list its files", e))?;
-        if recorded.as_ref().and_then(|l| l.clean.as_ref()) == Some(&stamps) {
+        if let Some(l) = recorded.as_ref().filter(|l| l.clean.as_ref() == Some(&stamps)) {
             drop(lock);
-            return Store::open_checked(path, recorded.as_ref(), None);
+            // The files are those the last clean close counted: no need to count them again
+            // (a pass over the time index, 0.07 s for 60,000 articles).
+            let known = Counts { articles: l.held.saturating_sub(l.removed), removed: l.removed };
+            return Store::open_checked(path, recorded.as_ref(), Some(known));
         }
         // Not as the last clean close left it (a crash, a first open by this siar, or damage):
         // sled recovers (and rewrites) a copy first; the store itself is opened only if that is sound.
@@ -105,8 +108,9 @@ impl Store {
         let (store, counts) = quietly(|| {
             let store = Store::open_sled(path)?;
             let counts = match known {
-                Some(c) => c,
-                None => store.count()?,
+                // What the store itself says it removed must agree, else count.
+                Some(c) if store.removed_recorded()? == c.removed => c,
+                _ => store.count()?,
             };
             Ok((store, counts))
         })
@@ -384,7 +388,10 @@ static OPENED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
 pub fn install_panic_hook(report: fn(&str)) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let in_sled = info.location().is_some_and(|l| l.file().contains("/sled-"));
+        // In sled, or in siar's store code around it (which has no panic of its own: a test's
+        // failpoint stands in for sled's).
+        let in_sled =
+            info.location().is_some_and(|l| l.file().contains("/sled-") || l.file().starts_with("src/store/"));
         let path = OPENED.lock().ok().and_then(|p| p.clone());
         let Some(path) = path.filter(|_| in_sled) else { return previous(info) };
         let payload = info.payload();
