@@ -6,7 +6,8 @@
 #   open, unclean:    the same after the clean stamp is dropped (as after a crash or a first open
 #                     by this release): the store is copied aside and the copy opened first
 #   verify, export, import (into an empty store), rebuild (from done/), rebuild --from (export + done/)
-# usage: bench/store.sh [N]   (builds the release binary first; SIAR= to use another binary)
+# usage: bench/store.sh [N]   (builds the release binary first; SIAR= to use another binary;
+#        SKIP_REBUILD=1 leaves out the two rebuilds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
@@ -88,7 +89,8 @@ for _ in range(3):
     shutil.rmtree("imported", ignore_errors=True)
     rows.setdefault("import", []).append(run("import", "export.jsonl", config="import.toml")[0])
 size = os.path.getsize("export.jsonl")
-for what, args in [("rebuild (done/ only)", ["rebuild"]), ("rebuild --from export", ["rebuild", "--from", "export.jsonl"])]:
+rebuilds = [] if os.environ.get("SKIP_REBUILD") else [("rebuild (done/ only)", ["rebuild"]), ("rebuild --from export", ["rebuild", "--from", "export.jsonl"])]
+for what, args in rebuilds:
     for d in os.listdir("."):
         if d.startswith("state.damaged-"):
             shutil.rmtree(d)
