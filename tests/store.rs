@@ -268,6 +268,10 @@ fn verify_says_clean_and_finds_a_damaged_index_and_a_running_daemon_answers_too(
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
     assert!(site.path("state").join("db").exists());
     assert!(daemon.stop().success());
+    // A stopped daemon leaves its store stamped clean: the next start needs no copy.
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&fs::read(site.path("state/siar.ledger")).expect("ledger")).expect("json");
+    assert!(ledger["clean"].as_array().is_some_and(|c| !c.is_empty()), "no clean stamp after a stop: {ledger}");
     assert_eq!(site.list().len(), 2);
 }
 
