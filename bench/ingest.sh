@@ -21,20 +21,7 @@ schedule = "0 0 1 1 *"
 [[feed]]
 name = "all"
 TOML
-python3 - "$work/drop" "$n" <<'PY'
-import os, sys
-drop, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(drop)
-para = ("Paragraf {p} berita {i} menjelaskan “rincian” kebijakan, anggaran, jadwal pelaksanaan dan "
-        "tanggapan warga yang menyambut baik langkah tersebut & berharap hasilnya segera terasa.\n")
-for i in range(n):
-    text = (f"SURABAYA (Suarapubliknews) – Pemerintah kota mengumumkan program nomor {i} untuk warga. "
-            "Program ini diharapkan mempercepat pelayanan publik.\n")
-    text += "".join(para.format(p=p, i=i) for p in range(7))
-    text += "Hal tersebut disampaikan di balai kota. (q cox, tama dinie)"
-    with open(os.path.join(drop, f"berita-{i:06}.txt"), "w") as f:
-        f.write(text)
-PY
+python3 bench/drop_corpus.py "$work/drop" "$n"
 sync
 start=$(date +%s.%N)
 /usr/bin/time -f "%M" -o "$work/rss" "${SIAR:-target/release/siar}" --config "$work/siar.toml" run --once 2> "$work/log"

@@ -34,19 +34,7 @@ name = "all"
 limit = 50
 TOML
 sed 's/^state = "state"/state = "imported"/' "$work/siar.toml" > "$work/import.toml"
-python3 - "$work/drop" "$n" <<'PY'
-import os, sys
-drop, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(drop)
-para = ("Paragraf {p} berita {i} menjelaskan “rincian” kebijakan, anggaran, jadwal pelaksanaan dan "
-        "tanggapan warga yang menyambut baik langkah tersebut & berharap hasilnya segera terasa.\n")
-for i in range(n):
-    text = (f"Date: 2026-{1 + i % 11:02}-{1 + i % 28:02} {i % 24:02}:{i % 60:02}\n\n"
-            f"SURABAYA (Suarapubliknews) – Pemerintah kota mengumumkan program nomor {i} untuk warga.\n")
-    text += "".join(para.format(p=p, i=i) for p in range(7))
-    with open(os.path.join(drop, f"berita-{i:06}.txt"), "w") as f:
-        f.write(text)
-PY
+python3 bench/drop_corpus.py "$work/drop" "$n" --dated
 cd "$work"
 t0=$(date +%s.%N)
 "$siar" --config siar.toml run --once 2> build.log
