@@ -745,10 +745,20 @@ fn stop_during_a_large_ingest(signals: &[&str]) {
         site.drop_file(&format!("kabar-{i:04}.txt"), body.as_bytes());
     }
     std::thread::sleep(Duration::from_millis(250));
-    let mut daemon = site.spawn();
+    // With a second signal, the stop must still be under way when it lands: a publish held at a
+    // failpoint keeps the grace period waiting (else a fast stop can end before the second kill).
+    let fp = site.path("failpoints");
+    fs::create_dir_all(&fp).expect("mkdir");
+    if signals.len() > 1 {
+        fs::write(fp.join("publish"), b"").expect("failpoint");
+    }
+    let mut daemon = site.spawn_with(&[("SIAR_FAILPOINTS", fp.to_str().expect("utf-8"))]);
     support::wait_until_every(Duration::from_secs(60), Duration::from_millis(2), "ingest under way", || {
         site.files_in("drop/done").len() >= N / 10
     });
+    if signals.len() > 1 {
+        wait_until(Duration::from_secs(20), "the publish held", || fp.join("publish.hit").exists());
+    }
     let started = std::time::Instant::now();
     for sig in signals {
         daemon.signal(sig);
@@ -765,6 +775,7 @@ fn stop_during_a_large_ingest(signals: &[&str]) {
     assert!(site.files_in("drop/failed").is_empty());
     assert_eq!(site.list().len(), done, "every acknowledged file stored, nothing more");
 
+    let _ = fs::remove_file(fp.join("publish"));
     let mut daemon = site.spawn();
     wait_until(Duration::from_secs(60), "the rest", || site.pending().is_empty());
     assert!(daemon.stop().success());
