@@ -760,8 +760,13 @@ fn stop_during_a_large_ingest(signals: &[&str]) {
         wait_until(Duration::from_secs(20), "the publish held", || fp.join("publish.hit").exists());
     }
     let started = std::time::Instant::now();
-    for sig in signals {
+    for (i, sig) in signals.iter().enumerate() {
         daemon.signal(sig);
+        if i + 1 < signals.len() {
+            // Two signals before the daemon looks are one (signals coalesce): the second comes
+            // once the first is being handled.
+            wait_until(Duration::from_secs(10), "the first signal handled", || daemon.log().contains("stopping:"));
+        }
     }
     let status = daemon.wait(Duration::from_secs(25));
     assert!(status.success(), "{status:?}\n{}", daemon.log());
