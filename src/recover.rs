@@ -187,12 +187,12 @@ pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
     };
     let flushed = out.flush();
     drop(out);
-    let articles = match (result, target) {
+    match (result, target) {
         (Err(f), Some((_, tmp))) => {
             let _ = std::fs::remove_file(tmp);
-            return Err(f);
+            Err(f)
         }
-        (Err(f), None) => return Err(f),
+        (Err(f), None) => Err(f),
         (Ok(n), Some((path, tmp))) => {
             let done = flushed
                 .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
@@ -202,15 +202,10 @@ pub fn export(cfg: &Config, output: Option<&Path>) -> Result<(), Failure> {
                 return Err(fail(EX_CANTCREAT, format!("cannot write {}: {e}", path.display())));
             }
             eprintln!("exported {n} articles from {} to {}", state.display(), path.display());
-            n
+            Ok(())
         }
-        (Ok(n), None) => {
-            flushed.map_err(|e| fail(EX_SOFTWARE, format!("cannot write the export: {e}")))?;
-            n
-        }
-    };
-    let _ = articles;
-    Ok(())
+        (Ok(_), None) => flushed.map_err(|e| fail(EX_SOFTWARE, format!("cannot write the export: {e}"))),
+    }
 }
 
 fn temp_beside(p: &Path) -> PathBuf {
@@ -220,10 +215,9 @@ fn temp_beside(p: &Path) -> PathBuf {
 
 /// `siar import FILE`: an export into an empty or absent store.
 pub fn import(cfg: &Config, file: &Path) -> Result<(), Failure> {
-    let input =
-        std::fs::File::open(file).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", file.display())))?;
+    let input = open_input(file)?;
     let store = open_empty(cfg, "import")?;
-    let got = store.import(std::io::BufReader::new(input), &file.display().to_string()).map_err(|e| {
+    let got = store.import(input, &file.display().to_string()).map_err(|e| {
         fail(
             EX_DATAERR,
             format!("{e}; the store {} may hold part of it: remove it, then import again", cfg.paths.state.display()),
@@ -241,6 +235,13 @@ pub fn import(cfg: &Config, file: &Path) -> Result<(), Failure> {
         cfg.paths.state.display()
     );
     Ok(())
+}
+
+/// An export to read.
+fn open_input(file: &Path) -> Result<std::io::BufReader<std::fs::File>, Failure> {
+    std::fs::File::open(file)
+        .map(std::io::BufReader::new)
+        .map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", file.display())))
 }
 
 /// Opens the store for `import`/`rebuild`, which need it empty or absent.
@@ -287,32 +288,36 @@ fn time(s: i64, ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(s, ns.clamp(0, 999_999_999) as u32).unwrap_or_default()
 }
 
-/// The drop-folder name of a file in done/: `a~2.txt` was the second `a.txt`.
-pub fn drop_name(done_name: &str) -> String {
+/// A name given in done/ split into the drop-folder name and its `~N` (1 for the name itself):
+/// `a~2.txt` was the second `a.txt`.
+fn split_variant(done_name: &str) -> (String, u32) {
     let (stem, ext) = match done_name.rfind('.') {
         Some(i) if i > 0 && done_name.len() - i <= 16 => done_name.split_at(i),
         _ => (done_name, ""),
     };
-    match stem.rfind('~') {
-        Some(i) if i > 0 && stem[i + 1..].parse::<u32>().is_ok_and(|n| n >= 2) => format!("{}{ext}", &stem[..i]),
-        _ => done_name.to_string(),
+    match stem.rsplit_once('~').and_then(|(s, n)| Some((s, n.parse::<u32>().ok()?))) {
+        Some((s, n)) if !s.is_empty() && n >= 2 => (format!("{s}{ext}"), n),
+        _ => (done_name.to_string(), 1),
     }
 }
 
-/// The `~N` of a name given in done/ (1 for the name itself), to order versions of one name.
+/// The drop-folder name of a file in done/.
+pub fn drop_name(done_name: &str) -> String {
+    split_variant(done_name).0
+}
+
+/// The `~N` of a name given in done/, to order versions of one name.
 fn variant(done_name: &str) -> u32 {
-    let stem = done_name.rsplit_once('.').map_or(done_name, |(s, _)| s);
-    stem.rsplit_once('~').and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+    split_variant(done_name).1
 }
 
 /// done/'s files in the order they were accepted: the journal's order (`done/.accepted`), after
 /// the files accepted before siar kept one (by the time they were moved there, then name and
 /// `~N`).
 fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
-    let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut journal: std::collections::HashMap<String, (usize, String)> = std::collections::HashMap::new();
@@ -341,8 +346,7 @@ fn done_files(dir: &Path) -> std::io::Result<Vec<Done>> {
             .push((order, Done { path: e.path(), name: drop, mtime: time(meta.mtime(), meta.mtime_nsec()), accepted }));
     }
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    out.extend(keyed.into_iter().map(|(_, d)| d));
-    Ok(out)
+    Ok(keyed.into_iter().map(|(_, d)| d).collect())
 }
 
 /// Moves the store directory to `aside`; a store on its own mount (or another file system than
@@ -368,9 +372,8 @@ fn move_aside(state: &Path, aside: &Path) -> std::io::Result<()> {
 /// `siar rebuild [--from EXPORT]`: the store moved aside, a new one from the export and done/.
 pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
     let state = &cfg.paths.state;
-    if let Some(f) = from {
-        std::fs::metadata(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
-    }
+    // Read before the store is moved aside: a missing export changes nothing.
+    let input = from.map(open_input).transpose()?;
     let done_dir = cfg.paths.drop.join(ingest::dropfolder::DONE);
     let files =
         done_files(&done_dir).map_err(|e| fail(EX_NOINPUT, format!("cannot list {}: {e}", done_dir.display())))?;
@@ -400,10 +403,8 @@ pub fn rebuild(cfg: &Config, from: Option<&Path>) -> Result<(), Failure> {
         moved = Some(aside);
     }
     let store = open_empty(cfg, "rebuild")?;
-    if let Some(f) = from {
-        let input =
-            std::fs::File::open(f).map_err(|e| fail(EX_NOINPUT, format!("cannot read {}: {e}", f.display())))?;
-        let got = store.import(std::io::BufReader::new(input), &f.display().to_string()).map_err(|e| {
+    if let (Some(f), Some(input)) = (from, input) {
+        let got = store.import(input, &f.display().to_string()).map_err(|e| {
             fail(
                 EX_DATAERR,
                 format!(

@@ -135,10 +135,10 @@ fn page_changes(
     {
         return Ok(None);
     }
-    let Ok(bytes) = std::fs::read(page_path(cfg, &feed.name, n, "json")) else { return Ok(None) };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
-    let old: HashSet<&str> =
-        doc["items"].as_array().map(|i| i.iter().filter_map(|i| i["id"].as_str()).collect()).unwrap_or_default();
+    let Some(published) = super::ondisk::ids_in_json_feed(&page_path(cfg, &feed.name, n, "json")) else {
+        return Ok(None);
+    };
+    let old: HashSet<&str> = published.iter().map(String::as_str).collect();
     let new: HashSet<&str> = shown.iter().map(|a| a.id.as_str()).collect();
     if old == new || store.rebuilt()? {
         return Ok(None);

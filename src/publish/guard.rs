@@ -30,13 +30,12 @@ fn previous(feed: &Feed, store: &Store, on_disk: Option<&std::path::Path>) -> Re
     if store.rebuilt().map_err(|e| e.to_string())? {
         return Ok(None);
     }
-    let Some(path) = on_disk else { return Ok(None) };
-    let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
-    let ids =
-        doc["items"].as_array().map(|items| items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect());
     // Without a record the selection then is unknown: taken as unchanged.
-    Ok(ids.map(|ids| Published { ids, keys: Vec::new(), selection: selection(feed), removed: 0 }))
+    Ok(on_disk.and_then(super::ondisk::ids_in_json_feed).map(|ids| Published {
+        ids,
+        keys: Vec::new(),
+        selection: selection(feed),
+    }))
 }
 
 /// `Err(why)` when publishing `selected` would lose items without a recorded cause.
@@ -93,11 +92,10 @@ pub fn check(
 }
 
 /// The record of what was just published.
-pub fn record(feed: &Feed, store: &Store, published: &[Article]) -> Published {
+pub fn record(feed: &Feed, published: &[Article]) -> Published {
     Published {
         ids: published.iter().map(|a| a.id.clone()).collect(),
         keys: published.iter().map(|a| a.key.clone()).collect(),
         selection: selection(feed),
-        removed: store.removed(),
     }
 }

@@ -176,8 +176,6 @@ pub struct Report {
     pub docs: Vec<Rendered>,
     /// Archive pages per archived feed.
     pub archive_pages: HashMap<String, u32>,
-    /// Feeds the publish guard refused (their previous documents stay).
-    pub refused: Vec<String>,
 }
 
 /// One rendered document and when its bytes last changed.
@@ -270,7 +268,6 @@ impl Publisher {
             }
             if let Err(why) = checked {
                 report.failed += 3;
-                report.refused.push(feed.name.clone());
                 if self.refused.insert(feed.name.clone()) {
                     error!("feed {}: publish refused: {why}", feed.name);
                 }
@@ -349,7 +346,7 @@ impl Publisher {
                 }
             }
             if all_ok {
-                store.set_published(&feed.name, &guard::record(feed, store, &articles))?;
+                store.set_published(&feed.name, &guard::record(feed, &articles))?;
                 self.published.insert(feed.name.clone(), print);
                 crate::metrics::get().published(&feed.name, feed_started.elapsed(), articles.len());
             } else {

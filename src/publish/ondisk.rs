@@ -85,6 +85,13 @@ pub(super) fn remove_public_copies(name: &str, paths: &[std::path::PathBuf]) {
     }
 }
 
+/// The ids of a JSON Feed document's items, as published (`None`: no such file, or not JSON).
+pub(super) fn ids_in_json_feed(path: &std::path::Path) -> Option<Vec<String>> {
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    let items = doc["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    Some(items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect())
+}
+
 /// How many items a feed file that siar wrote holds (`None`: not a feed file of siar's). Used at
 /// start to tell a lost store from a new one.
 pub fn items_in_siar_feed(path: &std::path::Path) -> Option<usize> {

@@ -40,8 +40,8 @@ pub struct ArchiveState {
     pub pages: u32,
 }
 
-/// What a feed last published: its items' ids, what selected them, and the store's count of
-/// removals then. The publish guard compares the next publish with it.
+/// What a feed last published: its items' ids and keys, and what selected them. The publish
+/// guard compares the next publish with it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Published {
     pub ids: Vec<String>,
@@ -50,8 +50,6 @@ pub struct Published {
     pub keys: Vec<String>,
     /// A fingerprint of the feed's selection in the config (selectors and limits).
     pub selection: String,
-    /// Articles retention had removed when this was published.
-    pub removed: u64,
 }
 
 fn published_key(feed: &str) -> Vec<u8> {
@@ -98,11 +96,6 @@ impl Store {
     /// Whether retention has removed any article.
     pub fn has_pruned(&self) -> bool {
         !self.pruned.is_empty()
-    }
-
-    /// Articles retention has removed so far.
-    pub fn removed(&self) -> u64 {
-        self.counted().removed
     }
 
     pub fn archive_state(&self, feed: &str) -> Result<ArchiveState, Error> {

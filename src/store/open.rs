@@ -1,9 +1,10 @@
 //! Opening the store, and refusing a damaged one. sled 0.34 recovers a damaged log by cutting it
 //! at the first bad record, so a damaged store opens as a shorter or empty one and rewrites its
-//! files as it does. Before sled opens files that are not exactly as siar's last clean close left
-//! them, they are copied aside; after the open, the articles are counted against the ledger's
-//! record of what the store held. A shortfall, a sled error about its data, or a panic inside
-//! sled is `Error::Damaged`, and the copy is kept as `<state>.damaged-<UTC time>`.
+//! files as it does. Files exactly as siar's last clean close left them (the ledger's stamp) open
+//! directly, with the counts that close recorded. Other files are copied aside and sled opens the
+//! copy first; its time index is counted against the ledger's record of what the store held. A
+//! shortfall, a sled error about its data, or a panic inside sled is `Error::Damaged`, and the
+//! store's own files are left as they were.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,7 @@ impl Store {
     /// store's files are left as they were.
     pub fn open(path: &Path) -> Result<Store, Error> {
         let io = |what: &str, source| Error::Io { path: path.to_path_buf(), what: what.to_string(), source };
-        let recorded = match ledger::read(path) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(Error::damaged(path, e.to_string())),
-            Err(e) => return Err(io("cannot read its ledger", e)),
-        };
+        let recorded = read_ledger(path)?;
         if !ledger::has_store(path) {
             return Store::open_checked(path, recorded.as_ref(), None);
         }
@@ -82,10 +79,7 @@ impl Store {
     /// what the ledger says the store held (`None` without a ledger).
     pub fn open_copy(path: &Path) -> Result<Copy, Error> {
         let io = |what: &str, source| Error::Io { path: path.to_path_buf(), what: what.to_string(), source };
-        let recorded = ledger::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::damaged(path, e.to_string()),
-            _ => io("cannot read its ledger", e),
-        })?;
+        let recorded = read_ledger(path)?;
         let Some(lock) = ledger::try_lock(path).map_err(|e| io("cannot lock it", e))? else {
             return Err(Error::Locked { path: path.to_path_buf() });
         };
@@ -93,9 +87,7 @@ impl Store {
         let mut copy = Copy { store: None, dir: dir.clone(), held: recorded.as_ref().map(|l| l.held) };
         ledger::copy_dir(path, &dir).map_err(|e| io(&format!("cannot copy it to {}", dir.display()), e))?;
         drop(lock);
-        let store = quietly(|| Store::open_sled(&dir))
-            .unwrap_or_else(|panic| Err(Error::damaged(path, format!("sled panicked reading it ({panic})"))))
-            .map_err(|e| e.into_damage(path).repath(path))?;
+        let store = guarded(path, || Store::open_sled(&dir)).map_err(|e| e.repath(path))?;
         if let Some(l) = recorded {
             *store.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = l;
         }
@@ -105,7 +97,7 @@ impl Store {
 
     /// sled's open, the count (unless known), the check against the ledger, and a new ledger.
     fn open_checked(path: &Path, recorded: Option<&Ledger>, known: Option<Counts>) -> Result<Store, Error> {
-        let (store, counts) = quietly(|| {
+        let (store, counts) = guarded(path, || {
             let store = Store::open_sled(path)?;
             let counts = match known {
                 // What the store itself says it removed must agree, else count.
@@ -113,22 +105,9 @@ impl Store {
                 _ => store.count()?,
             };
             Ok((store, counts))
-        })
-        .unwrap_or_else(|panic| Err(Error::damaged(path, format!("sled panicked reading it ({panic})"))))
-        .map_err(|e: Error| e.into_damage(path))?;
-        if let Some(l) = recorded
-            && counts.articles + counts.removed < l.held
-        {
-            let detail = format!(
-                "it opens with {} articles ({} removed by retention), but it is known to have held {} (its \
-                 ledger {}); {} are missing",
-                counts.articles,
-                counts.removed,
-                l.held,
-                path.join(ledger::FILE).display(),
-                l.held - counts.articles - counts.removed
-            );
-            return Err(Error::damaged(path, detail));
+        })?;
+        if let Some(e) = shortfall(path, counts, recorded.map(|l| l.held)) {
+            return Err(e);
         }
         *store.counts() = counts;
         if let Ok(mut p) = OPENED.lock() {
@@ -299,16 +278,7 @@ impl Copy {
     /// The open check on the copy: damage when it holds fewer articles than the ledger recorded.
     pub fn check(&self, path: &Path) -> Result<(), Error> {
         let c = self.store().count().map_err(|e| e.into_damage(path).repath(path))?;
-        match self.held {
-            Some(held) if c.articles + c.removed < held => Err(Error::damaged(
-                path,
-                format!(
-                    "it holds {} articles ({} removed by retention), but it is known to have held {held}",
-                    c.articles, c.removed
-                ),
-            )),
-            _ => Ok(()),
-        }
+        shortfall(path, c, self.held).map_or(Ok(()), Err)
     }
 }
 
@@ -332,6 +302,37 @@ fn open_error(path: &Path, source: sled::Error) -> Error {
         }
         _ => Error::Sled { path: path.to_path_buf(), source },
     }
+}
+
+/// The ledger of the store at `path`; an unreadable one is damage.
+fn read_ledger(path: &Path) -> Result<Option<Ledger>, Error> {
+    ledger::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => Error::damaged(path, e.to_string()),
+        _ => Error::Io { path: path.to_path_buf(), what: "cannot read its ledger".into(), source: e },
+    })
+}
+
+/// Damage when the store holds fewer articles (stored + removed) than its ledger recorded.
+fn shortfall(path: &Path, c: Counts, held: Option<u64>) -> Option<Error> {
+    let held = held.filter(|&h| c.articles + c.removed < h)?;
+    Some(Error::damaged(
+        path,
+        format!(
+            "it opens with {} articles ({} removed by retention), but it is known to have held {held} (its \
+             ledger {}); {} are missing",
+            c.articles,
+            c.removed,
+            path.join(ledger::FILE).display(),
+            held - c.articles - c.removed
+        ),
+    ))
+}
+
+/// Runs sled's part of an open: a panic inside it, or an error about its data, is damage.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    quietly(f)
+        .unwrap_or_else(|panic| Err(Error::damaged(path, format!("sled panicked reading it ({panic})"))))
+        .map_err(|e| e.into_damage(path))
 }
 
 /// `<state>.<what>-<UTC time>` beside the state directory (a free name).
@@ -394,12 +395,7 @@ pub fn install_panic_hook(report: fn(&str)) {
             info.location().is_some_and(|l| l.file().contains("/sled-") || l.file().starts_with("src/store/"));
         let path = OPENED.lock().ok().and_then(|p| p.clone());
         let Some(path) = path.filter(|_| in_sled) else { return previous(info) };
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = panic_message(info.payload());
         report(&Error::damaged(&path, format!("sled panicked reading it ({msg})")).to_string());
         std::process::exit(65);
     }));
@@ -412,10 +408,13 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     std::panic::set_hook(hook);
-    result.map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into())
-    })
+    result.map_err(|p| panic_message(&*p))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
