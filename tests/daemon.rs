@@ -1025,7 +1025,7 @@ fn watchdog_pings_stop_while_ingest_or_publish_is_wedged() {
 }
 
 /// Articles in the long history of `long_history_site`.
-const N: usize = 150;
+const N: usize = 250;
 
 /// A feed with a window of one and N articles waiting in the drop folder: the first publish cuts
 /// N - 1 archive pages of one article each.
